@@ -1,0 +1,1 @@
+"""Parsing of free Vietnamese text: numbers, money amounts, commune names."""
