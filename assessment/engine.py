@@ -99,9 +99,13 @@ class IndicatorResult(NamedTuple):
         }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class AssessmentResult:
-    """Everything the bot, the API and the dashboard show about one household (issue A, "Output")."""
+    """Everything the bot, the API and the dashboard show about one household (issue A, "Output").
+
+    Treat it as immutable. It is not a frozen dataclass only because frozen construction costs a setattr call per
+    field, which is measurable on the bulk path (bench/assess_throughput.py).
+    """
 
     status: str
     standard: Standard

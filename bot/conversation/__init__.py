@@ -1,0 +1,34 @@
+"""The conversation engine of Tự rà soát: questionnaire as data, a pure state machine over it (contract section 5).
+
+    from bot.conversation import Engine, Inbound, default_engine
+    engine = default_engine()                       # questionnaire loaded and compiled once
+    res = engine.step(state, Inbound(text="4"), now)
+    # res: StepResult(state, messages, events, question_id, done, assessment)
+
+The engine knows nothing of HTTP, channels or the database: the caller saves ``res.state`` (JSON), persists
+``res.events`` and sends ``res.messages``.
+"""
+
+from .engine import STATE_VERSION, Engine, default_engine
+from .messages import MAX_CHUNK, Choice, Inbound, Outbound, StepResult, split_text
+from .questionnaire import DEFAULT_PATH, Questionnaire, QuestionnaireError, load_questionnaire, parse_questionnaire
+from .services import Services, default_services
+
+__all__ = [
+    "DEFAULT_PATH",
+    "MAX_CHUNK",
+    "STATE_VERSION",
+    "Choice",
+    "Engine",
+    "Inbound",
+    "Outbound",
+    "Questionnaire",
+    "QuestionnaireError",
+    "Services",
+    "StepResult",
+    "default_engine",
+    "default_services",
+    "load_questionnaire",
+    "parse_questionnaire",
+    "split_text",
+]

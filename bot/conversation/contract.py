@@ -1,0 +1,76 @@
+"""The household input fields the questionnaire may fill (issue A quick form), with their kinds.
+
+This mirrors the contract the legal core validates (``assessment.parse_household``); the questionnaire loader
+checks every ``fills`` against it so that a typo in the YAML fails at load, naming the question, instead of
+being rejected by the core at the end of a conversation. ``tests/test_engine.py`` cross-checks this table
+against the core's own field list once the core is importable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = ["FieldSpec", "FIELD_SPECS"]
+
+Kind = Literal["bool", "int", "number", "money", "enum", "enum_list", "code"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One input field: its kind and, for enumerations, the allowed values."""
+
+    kind: Kind
+    values: frozenset[str] = frozenset()
+
+
+_AREAS = frozenset({"rural", "urban"})
+_HOUSING = frozenset({"durable", "semi_durable", "less_durable", "simple", "none"})
+_WATER = frozenset(
+    {
+        "piped",
+        "drilled_well",
+        "protected_dug_well",
+        "protected_spring",
+        "rainwater",
+        "bottled",
+        "unprotected_well",
+        "unprotected_spring",
+        "surface_water",
+        "other",
+    }
+)
+_TOILETS = frozenset({"septic", "semi_septic", "pour_flush", "double_vault", "pit", "fish_pond", "none"})
+_DEVICES = frozenset({"tv", "radio", "computer", "smartphone", "phone"})
+_WASTE = frozenset({"collected", "self_treated", "dumped"})
+
+_BOOL: Final = FieldSpec("bool")
+
+#: Field name -> spec. ``on`` is not here: the engine sets it from its reference date, never from an answer.
+FIELD_SPECS: Final[dict[str, FieldSpec]] = {
+    "area": FieldSpec("enum", _AREAS),
+    "commune_code": FieldSpec("code"),
+    "household_size": FieldSpec("int"),
+    "monthly_income_vnd": FieldSpec("money"),
+    "monthly_income_per_capita_vnd": FieldSpec("money"),
+    "dependants": FieldSpec("int"),
+    "working_age_unemployed_or_no_contract": _BOOL,
+    "child_under16_malnourished": _BOOL,
+    "member_6plus_without_health_insurance": _BOOL,
+    "member_16_30_lacking_education": _BOOL,
+    "child_3_15_not_in_school": _BOOL,
+    "housing": FieldSpec("enum", _HOUSING),
+    "floor_area_m2": FieldSpec("number"),
+    "water_source": FieldSpec("enum", _WATER),
+    "toilet": FieldSpec("enum", _TOILETS),
+    "internet": _BOOL,
+    "information_devices": FieldSpec("enum_list", _DEVICES),
+    "waste": FieldSpec("enum", _WASTE),
+    # Policy facts: they select support policies and never change the status.
+    "children_under_16": _BOOL,
+    "pregnant_or_breastfeeding": _BOOL,
+    "student": _BOOL,
+    "newly_escaped": _BOOL,
+    "farm_household": _BOOL,
+    "social_allowance_member": _BOOL,
+}

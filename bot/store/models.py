@@ -1,0 +1,362 @@
+"""Database models of the chat bot: identities, conversations, answers, decisions, messages.
+
+Every table here is created and changed only by an Alembic revision in
+``migrations/versions`` (``tests/test_migrations.py`` fails when the models and
+the revisions drift apart). The pipeline's hot path writes them through
+:mod:`bot.store.repository` with Core statements built from these models.
+Personal data sits in clearly named columns so that
+:func:`bot.store.repository.erase_identity` can remove it and leave the
+anonymous :class:`AggregateDaily` counts untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "AggregateDaily",
+    "Answer",
+    "Assessment",
+    "Base",
+    "Consent",
+    "ConsentMode",
+    "Conversation",
+    "ConversationStatus",
+    "Identity",
+    "InboundMessage",
+    "OutboundMessage",
+    "OutboundStatus",
+    "Provenance",
+    "utcnow",
+]
+
+#: Stable constraint names, so migrations can refer to (and SQLite batch mode can
+#: recreate) constraints by name on every database.
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time, timezone-aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that is always stored and returned as aware UTC.
+
+    SQLite has no timezone-aware type and hands back naive values; comparing
+    those with the aware ``now`` the pipeline passes around raises, so every
+    value is normalised here instead of at each call site.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        value = value.astimezone(dt.UTC)
+        # SQLite stores text; drop the offset so values sort and compare as strings.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+#: JSON documents; JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
+#: ``none_as_null``: Python ``None`` is SQL NULL (what erasure writes), not the JSON text ``null``.
+JSONDocument = JSON(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True), "postgresql"
+)
+
+#: Integer primary keys: BIGINT on PostgreSQL (message tables grow without bound),
+#: INTEGER on SQLite where only ``INTEGER PRIMARY KEY`` is the fast rowid alias.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class ConversationStatus(enum.StrEnum):
+    """Lifecycle of one run through the questionnaire."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DONE = "done"
+    EXPIRED = "expired"  # idle past CONVERSATION_EXPIRY_DAYS, or abandoned by a restart
+
+
+class Provenance(enum.StrEnum):
+    """Who supplied an answer or an assessment."""
+
+    SELF = "self"  # the household member chatting
+    COLLABORATOR = "collaborator"  # a village collaborator (cộng tác viên) helping them
+    IMPORTED = "imported"  # loaded from another system
+
+
+class ConsentMode(enum.StrEnum):
+    """What the person agreed to do with their result."""
+
+    ANONYMOUS = "anonymous"  # counted in anonymous statistics only
+    SHARE = "share"  # the decision record may be shown to commune officials
+
+
+class OutboundStatus(enum.StrEnum):
+    """Delivery state of one outbox row."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # Stored as VARCHAR + CHECK (not a PostgreSQL ENUM type) so that adding a value
+    # is a plain batch migration on both databases.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by all tables of the bot."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSONDocument,
+    }
+
+
+class Identity(Base):
+    """One person on one channel, known only by a keyed hash of their channel id.
+
+    ``user_hash`` is HMAC-SHA256(PSEUDONYM_KEY, "channel:raw id"): stable, so a
+    returning user finds their conversation, but useless without the key.
+    ``address`` is the raw id, kept only because push channels need it to reply;
+    erasure nulls it.
+    """
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("channel", "user_hash"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    user_hash: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(Text)
+    #: Last outbox sequence number used; bumped under the identity lock, so the
+    #: ``seq`` of a person's replies is gap-free and ordered.
+    outbound_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    erased_at: Mapped[dt.datetime | None]
+
+
+class Conversation(Base):
+    """The engine's saved state for one run through the questionnaire."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_identity_id_id", "identity_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"))
+    state: Mapped[dict[str, Any] | None]
+    status: Mapped[ConversationStatus] = mapped_column(
+        _enum(ConversationStatus, "conversation_status"), default=ConversationStatus.ACTIVE
+    )
+    questionnaire_version: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: Optimistic lock: every UPDATE checks and bumps it, so a writer that skipped
+    #: the row lock cannot silently overwrite a newer state.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Answer(Base):
+    """One recorded answer to one question, with who gave it."""
+
+    __tablename__ = "answers"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    question_id: Mapped[str] = mapped_column(String(64))
+    value: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
+    raw: Mapped[str | None] = mapped_column(Text)
+    provenance: Mapped[Provenance] = mapped_column(
+        _enum(Provenance, "answer_provenance"), default=Provenance.SELF
+    )
+    collaborator_name: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Assessment(Base):
+    """A decision record: what was assessed, under which standard, with what result.
+
+    The personal part (``input``, ``result``, ``deprivations``, the links to the
+    person) is nulled on erasure; the rest is what the anonymous daily aggregate
+    already counts.
+    """
+
+    __tablename__ = "assessments"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    identity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("identities.id", ondelete="SET NULL"), index=True
+    )
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    input: Mapped[dict[str, Any] | None]
+    standard_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    deprivations: Mapped[list[str] | None] = mapped_column(JSONDocument)
+    #: The full explanation (``AssessmentResult.to_dict()``).
+    result: Mapped[dict[str, Any] | None]
+    questionnaire_version: Mapped[str | None] = mapped_column(String(32))
+    commune_code: Mapped[str | None] = mapped_column(String(8))
+    area: Mapped[str | None] = mapped_column(String(8))
+    provenance: Mapped[Provenance] = mapped_column(
+        _enum(Provenance, "assessment_provenance"), default=Provenance.SELF
+    )
+    #: True when the person consented to share it with commune officials.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    erased_at: Mapped[dt.datetime | None]
+
+
+class InboundMessage(Base):
+    """Every message received, so a redelivered one (same channel, sender and id) runs once.
+
+    The delivery id is unique per sender, not per channel: ids chosen by a
+    client (the chat API) may collide between people, and one person's
+    ``message_id`` must never replay another person's reply.
+
+    ``reply`` keeps what the pipeline answered besides the outbox texts
+    (question id, done, assessment) so a replay can return the same response.
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("channel", "identity_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    #: The channel's delivery id; NULL when the channel gives none (no dedupe then).
+    message_id: Mapped[str | None] = mapped_column(String(128))
+    identity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("identities.id", ondelete="SET NULL"), index=True
+    )
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    payload: Mapped[dict[str, Any] | None]
+    processed_at: Mapped[dt.datetime | None]
+    reply: Mapped[dict[str, Any] | None]
+
+
+class OutboundMessage(Base):
+    """The outbox: one row per reply message, delivered in ``seq`` order per person.
+
+    Synchronous channels (web chat, API) get their replies in the HTTP response
+    and record them here already ``sent``; push channels leave them ``pending``
+    for the channel worker.
+    """
+
+    __tablename__ = "outbound_messages"
+    __table_args__ = (
+        UniqueConstraint("identity_id", "seq"),
+        # The channel worker's query: due pending rows, oldest first.
+        Index("ix_outbound_messages_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    inbound_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound_messages.id", ondelete="SET NULL"), index=True
+    )
+    #: ``{"text": str, "choices": [{"label", "payload"}]}``; NULL after erasure.
+    payload: Mapped[dict[str, Any] | None]
+    status: Mapped[OutboundStatus] = mapped_column(
+        _enum(OutboundStatus, "outbound_status"), default=OutboundStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+
+
+class Consent(Base):
+    """A consent given (and possibly withdrawn) for one identity."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(
+        ForeignKey("identities.id", ondelete="CASCADE"), index=True
+    )
+    mode: Mapped[ConsentMode] = mapped_column(_enum(ConsentMode, "consent_mode"))
+    #: Which wording of the consent text was shown (texts are versioned in the questionnaire).
+    text_version: Mapped[str] = mapped_column(String(32))
+    given_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    withdrawn_at: Mapped[dt.datetime | None]
+
+
+class AggregateDaily(Base):
+    """Anonymous count of assessments per day, commune, area, standard and status.
+
+    Incremented in the same transaction that stores the decision record and
+    never touched by erasure. Unknown commune / area are stored as ``""`` (not
+    NULL) so the unique key, and hence the upsert, also covers them.
+    """
+
+    __tablename__ = "aggregates_daily"
+    __table_args__ = (UniqueConstraint("date", "commune_code", "area", "standard_id", "status"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    #: Calendar day in Vietnam (UTC+7), when the assessment was made.
+    date: Mapped[dt.date] = mapped_column(Date)
+    commune_code: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    area: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    standard_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
