@@ -31,6 +31,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
@@ -38,6 +39,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "AggregateDaily",
+    "AggregateDeprivationMonthly",
+    "AggregateMonthly",
+    "AuditLog",
+    "ChannelToken",
+    "Hamlet",
+    "ImportJob",
+    "LinkCode",
+    "OfficialListEntry",
+    "Review",
+    "ReviewStatus",
+    "User",
+    "UserRole",
+    "UserScope",
     "Answer",
     "Assessment",
     "Base",
@@ -148,7 +162,7 @@ def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
         name=name,
         native_enum=False,
         create_constraint=True,
-        length=16,
+        length=max(16, *(len(m.value) for m in cls)),
         validate_strings=True,
         values_callable=lambda members: [m.value for m in members],
     )
@@ -186,6 +200,10 @@ class Identity(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     erased_at: Mapped[dt.datetime | None]
+    #: Set when a collaborator linked this chat identity to their account with a one-time code.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    #: Push channels: the person cannot be messaged any more (blocked, window closed for good).
+    unreachable_at: Mapped[dt.datetime | None]
 
 
 class Conversation(Base):
@@ -262,6 +280,26 @@ class Assessment(Base):
     shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     erased_at: Mapped[dt.datetime | None]
+    #: Channel the assessment came through (web, zalo_oa, telegram, import, ...).
+    channel: Mapped[str | None] = mapped_column(String(32))
+    #: Hamlet (ấp / khóm / thôn / tổ dân phố), canonical name when it matched the commune's list.
+    hamlet: Mapped[str | None] = mapped_column(String(128))
+    #: Personal identification, only in share mode or collaborator mode; nulled on erasure.
+    household_head: Mapped[str | None] = mapped_column(String(128))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    #: The commune's own household code (mã hộ), when known (imports, official list).
+    household_code: Mapped[str | None] = mapped_column(String(64))
+    #: Collaborator who ran it on behalf of the household.
+    collaborator_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    #: Indexed figures for the dashboard (households near the line) without reading ``result``.
+    income_per_capita_vnd: Mapped[int | None] = mapped_column(BigInteger)
+    income_line_vnd: Mapped[int | None] = mapped_column(BigInteger)
+    deprivation_count: Mapped[int | None] = mapped_column(Integer)
+    #: Status and standard under the next period's rules, when the result gave one (2026 → 2027).
+    next_standard_id: Mapped[str | None] = mapped_column(String(32))
+    next_status: Mapped[str | None] = mapped_column(String(32))
 
 
 class InboundMessage(Base):
@@ -302,6 +340,7 @@ class OutboundMessage(Base):
     __tablename__ = "outbound_messages"
     __table_args__ = (
         UniqueConstraint("identity_id", "seq"),
+        Index("ix_outbound_messages_identity_id_status_seq", "identity_id", "status", "seq"),
         # The channel worker's query: due pending rows, oldest first.
         Index("ix_outbound_messages_status_next_attempt_at", "status", "next_attempt_at"),
     )
@@ -323,6 +362,8 @@ class OutboundMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
+    #: Parts of a split message already delivered, so a retry does not send them twice.
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Consent(Base):
@@ -360,3 +401,226 @@ class AggregateDaily(Base):
     standard_id: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32))
     count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# --- Accounts, review hand-off and the officials' dashboard (issue D) ------------------------------------------------
+
+
+class UserRole(enum.StrEnum):
+    """What an account may do; residents have no account."""
+
+    COLLABORATOR = "collaborator"
+    OFFICIAL = "official"
+    ADMIN = "admin"
+
+
+class ReviewStatus(enum.StrEnum):
+    """Where a shared assessment stands in the commune review (Decision 24/2021/QĐ-TTg)."""
+
+    QUEUED = "queued"
+    RECOGNISED_POOR = "recognised_poor"
+    RECOGNISED_NEAR_POOR = "recognised_near_poor"
+    NOT_RECOGNISED = "not_recognised"
+
+
+class User(Base):
+    """A collaborator, official or admin account (hashed password; scope in ``user_scopes``)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    full_name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[UserRole] = mapped_column(_enum(UserRole, "user_role"))
+    #: A province-wide official has this set and no commune scopes.
+    province_code: Mapped[str | None] = mapped_column(String(4))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None]
+
+
+class UserScope(Base):
+    """One commune (optionally one hamlet in it) an account may see or work in."""
+
+    __tablename__ = "user_scopes"
+    __table_args__ = (UniqueConstraint("user_id", "commune_code", "hamlet"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    commune_code: Mapped[str] = mapped_column(String(8))
+    #: NULL: the whole commune.
+    hamlet: Mapped[str | None] = mapped_column(String(128))
+
+
+class LinkCode(Base):
+    """A one-time code a collaborator types in the chat to link that chat identity to their account."""
+
+    __tablename__ = "link_codes"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: SHA-256 of the code; the code itself is shown once and never stored.
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id", ondelete="SET NULL"))
+
+
+class Hamlet(Base):
+    """A hamlet (ấp, khóm, thôn, tổ dân phố) of a commune, kept by the commune's officials."""
+
+    __tablename__ = "hamlets"
+    __table_args__ = (UniqueConstraint("commune_code", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(8), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+
+
+class Review(Base):
+    """The commune review of one shared assessment: queued, then the official's recorded outcome."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    assessment_id: Mapped[int] = mapped_column(
+        ForeignKey("assessments.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[ReviewStatus] = mapped_column(
+        _enum(ReviewStatus, "review_status"), default=ReviewStatus.QUEUED
+    )
+    queued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[dt.datetime | None]
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)
+    #: When the household was told the outcome through its channel.
+    notified_at: Mapped[dt.datetime | None]
+
+
+class OfficialListEntry(Base):
+    """One household of the commune's official poor / near-poor list, uploaded by an official."""
+
+    __tablename__ = "official_list_entries"
+    __table_args__ = (Index("ix_official_list_entries_commune_code_year", "commune_code", "year"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(8))
+    hamlet: Mapped[str | None] = mapped_column(String(128))
+    household_head: Mapped[str] = mapped_column(String(128))
+    household_code: Mapped[str | None] = mapped_column(String(64))
+    #: "poor" or "near_poor".
+    status: Mapped[str] = mapped_column(String(32))
+    year: Mapped[int] = mapped_column(Integer)
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    uploaded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditLog(Base):
+    """Who viewed or changed household-level data, and when (admins read it)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None]
+
+
+class AggregateMonthly(Base):
+    """Anonymous monthly counts for the dashboard, kept up to date in the transaction that stores an assessment.
+
+    One row per month, commune, hamlet, channel, provenance, standard, status and next-period status, so the
+    province → commune → hamlet pages sum a few thousand rows instead of scanning every assessment. Unknown
+    values are ``""``. Never touched by erasure.
+    """
+
+    __tablename__ = "aggregates_monthly"
+    __table_args__ = (
+        UniqueConstraint(
+            "month",
+            "commune_code",
+            "hamlet",
+            "channel",
+            "provenance",
+            "standard_id",
+            "status",
+            "next_status",
+            # Explicit: the generated name passes PostgreSQL's 63-character limit.
+            name="uq_aggregates_monthly_key",
+        ),
+        Index("ix_aggregates_monthly_commune_code_month", "commune_code", "month"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    #: First day of the month (Vietnam time).
+    month: Mapped[dt.date] = mapped_column(Date)
+    province_code: Mapped[str] = mapped_column(String(4), default="", server_default="", index=True)
+    commune_code: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    hamlet: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    channel: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    provenance: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    standard_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    next_status: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class AggregateDeprivationMonthly(Base):
+    """Anonymous monthly count of households deprived on each indicator (the dashboard's heat map)."""
+
+    __tablename__ = "aggregates_deprivation_monthly"
+    __table_args__ = (
+        UniqueConstraint(
+            "month", "commune_code", "hamlet", "standard_id", "indicator", name="uq_aggregates_deprivation_monthly_key"
+        ),
+        Index("ix_aggregates_deprivation_monthly_commune_code_month", "commune_code", "month"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    month: Mapped[dt.date] = mapped_column(Date)
+    province_code: Mapped[str] = mapped_column(String(4), default="", server_default="", index=True)
+    commune_code: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    hamlet: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    standard_id: Mapped[str] = mapped_column(String(32))
+    indicator: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ChannelToken(Base):
+    """A provider's rotating OAuth tokens (Zalo OA), persisted before use so a restart never loses them."""
+
+    __tablename__ = "channel_tokens"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), unique=True)
+    access_token: Mapped[str] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime | None]
+    rotated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ImportJob(Base):
+    """A bulk import (Kobo/ODK CSV, quick-form CSV): progress and the per-row error report."""
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    total_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    done_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ok_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: [{"line": n, "problems": [{"field", "message_vi"}]}], capped.
+    errors: Mapped[dict[str, Any] | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
