@@ -7,7 +7,8 @@ shared/reference/poverty-standard.md §1.1 and §7:
 * at or below the line and fewer than 3 (0 included) → near-poor;
 * above the line and at or below the average-living ceiling ("trên … đến …") → average living standard;
 * otherwise (or when the ceiling is not published, as for 2027–2030) → not poor.
-Income above the line is never poor, whatever the deprivations.
+Income above the line is never poor, whatever the deprivations. The rule is stated once, as
+`rules.STATUS_RULE`, and compiled into both the general and the bulk path.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .errors import InputError, Problem
 from .geo import Commune, commune_by_code
 from .household import Household, _already_valid, parse_date, parse_household
 from .policies import PolicyCatalog, PolicyFacts, PolicyMatch, default_catalog
-from .rules import CompiledStandard, compile_standard
+from .rules import SHAPE_MISS, Classification, CompiledStandard, compile_standard
 from .standards import Standard, default_standards, next_standard, standard_for
 from .vocab import AREA_VI, DEVICE_VI, HOUSING_VI, STATUS_VI, TOILET_VI, WASTE_VI, WATER_VI, vnd
 
@@ -36,6 +37,10 @@ DISCLAIMER_VI = (
 _COMPILED_BY_DATE: dict[dt.date, CompiledStandard] = {}
 _COMPILED_BY_EPOCH: dict[tuple[str, dt.date], CompiledStandard] = {}
 _CACHE_LIMIT = 20_000
+_LAST_FAST: dict[dt.date, Any] = {}
+#: Indicator ids of each standard, to read a decisions tuple back into ids.
+_IDS_BY_STANDARD: dict[str, tuple[str, ...]] = {}
+_DATE = dt.date
 
 
 def compiled_for(on: dt.date) -> CompiledStandard:
@@ -53,21 +58,11 @@ def compiled_for(on: dt.date) -> CompiledStandard:
     cs = _COMPILED_BY_EPOCH.get(key)
     if cs is None:
         cs = _COMPILED_BY_EPOCH[key] = compile_standard(standard, on)
+        _IDS_BY_STANDARD[standard.id] = cs.indicator_ids
     if len(_COMPILED_BY_DATE) >= _CACHE_LIMIT:
         _COMPILED_BY_DATE.clear()
     _COMPILED_BY_DATE[on] = cs
     return cs
-
-
-class Classification(NamedTuple):
-    """The lean result of `classify`: status and deprivation ids, for bulk work (a tuple: cheap to build)."""
-
-    status: str
-    deprivations: tuple[str, ...]
-    income_per_capita_vnd: float
-    income_line_vnd: int
-    standard_id: str
-    area: str
 
 
 class IndicatorResult(NamedTuple):
@@ -220,32 +215,31 @@ def _area_and_commune(h: Household) -> tuple[str, Commune | None]:
     return area, commune
 
 
-def _income(h: Household) -> tuple[float, float | None]:
-    """Return (per-capita income, household total or None)."""
-    total = h.get("monthly_income_vnd")
-    if total is not None:
-        return total / h["household_size"], total
-    return h["monthly_income_per_capita_vnd"], None
-
-
 def _status(cs: CompiledStandard, area: str, h: Household, count: int) -> tuple[str, float, int]:
-    line = cs.lines[area]
-    pci, total = _income(h)
-    size = h["household_size"]
-    # Compare totals against line × size where we have a total, so 1 đồng above the line is never rounded away.
-    below = total <= line * size if total is not None else pci <= line
-    if below:
-        return ("poor" if count >= cs.threshold else "near_poor"), pci, line
-    band = cs.average_living_max[area]
-    if band is not None and (total <= band * size if total is not None else pci <= band):
-        return "average_living", pci, line
-    return "not_poor", pci, line
+    """Status, per-capita income and line under the combination rule (`rules.STATUS_RULE`)."""
+    return cs.status_of(area, h["household_size"], h.get("monthly_income_vnd"), h.get("monthly_income_per_capita_vnd"), count)
 
 
 def classify(data: Mapping[str, Any] | Household, on: dt.date | str | None = None, *, validated: bool = False) -> Classification:
     """Return status and deprivation ids only: the lean path for bulk imports and dashboards."""
-    h = data if validated or _already_valid(data) else parse_household(data)
-    day = on if on.__class__ is dt.date else _reference_date(h, on)  # type: ignore[arg-type]
+    day = on if on.__class__ is _DATE else None
+    if day is not None and data.__class__ is dict and not validated:
+        # The bulk path: one generated function per input shape validates and decides; the one used last for
+        # this date is tried first (bulk input repeats one shape). None: the input needs the full validation.
+        fast = _LAST_FAST.get(day)
+        result = fast(data) if fast is not None else SHAPE_MISS
+        if result is SHAPE_MISS:
+            cs = _COMPILED_BY_DATE.get(day) or compiled_for(day)  # type: ignore[arg-type]
+            fast = cs.classifier_for(tuple(data))
+            result = fast(data) if fast is not None else None
+            if fast is not None:
+                if len(_LAST_FAST) >= _CACHE_LIMIT:
+                    _LAST_FAST.clear()
+                _LAST_FAST[day] = fast  # type: ignore[index]
+        if result is not None:
+            return result  # type: ignore[no-any-return]
+    h = data if validated else parse_household(data)
+    day = day or _reference_date(h, on)
     cs = _COMPILED_BY_DATE.get(day) or compiled_for(day)  # type: ignore[arg-type]
     area = h.get("area")
     if area is None or "commune_code" in h:
@@ -342,14 +336,18 @@ def _indicator_result(cs: CompiledStandard, iid: str, decision: bool | None, h: 
 _PLANS: dict[tuple[str, dt.date], tuple[dict[tuple[Any, ...], IndicatorResult], tuple[tuple[str, Any], ...]]] = {}
 
 
-def _indicator_results(cs: CompiledStandard, h: Household) -> tuple[IndicatorResult, ...]:
+def _indicator_results(
+    cs: CompiledStandard, h: Household
+) -> tuple[tuple[IndicatorResult, ...], tuple[bool | None, ...]]:
+    """Each indicator's result (shared immutable objects) and the raw decisions (True / False / None)."""
     plan = _PLANS.get((cs.standard.id, cs.epoch))
     if plan is None or len(plan[0]) >= _CACHE_LIMIT:
         plan = _PLANS[(cs.standard.id, cs.epoch)] = ({}, tuple((i, _REASON_FIELDS.get(i)) for i in cs.indicator_ids))
     cache, fields_of = plan
     get = h.get
     out = []
-    for (iid, fields), decision in zip(fields_of, cs.decide_all(h)):
+    decisions = cs.decide_all(h)
+    for (iid, fields), decision in zip(fields_of, decisions):
         if fields is None or decision is None:
             key: tuple[Any, ...] = (iid, decision)
         elif iid == "information_devices":
@@ -360,7 +358,7 @@ def _indicator_results(cs: CompiledStandard, h: Household) -> tuple[IndicatorRes
         if result is None:
             result = cache[key] = _indicator_result(cs, iid, decision, h)
         out.append(result)
-    return tuple(out)
+    return tuple(out), decisions
 
 
 class _Blank(dict):  # type: ignore[type-arg]
@@ -428,7 +426,7 @@ def _what_would_change(
 
 
 def _policy_facts(
-    h: Household, status: str, area: str, indicators: tuple[IndicatorResult, ...], cs: CompiledStandard
+    h: Household, status: str, area: str, decisions: tuple[bool | None, ...], cs: CompiledStandard
 ) -> tuple[Any, ...]:
     """The facts that select support policies, as a hashable key (see `_policies`)."""
     children = h.get("children_under_16")
@@ -456,8 +454,8 @@ def _policy_facts(
     return (
         status,
         area,
-        frozenset(i.id for i in indicators if i.deprived),
-        frozenset(i.id for i in indicators if not i.answered),
+        # The decisions stand for the deprived and unanswered sets (same standard, same order); cheap to hash.
+        (cs.standard.id, decisions),
         h.get("newly_escaped"),
         children,
         pregnant,
@@ -474,6 +472,7 @@ def _policy_facts(
 _POLICIES: dict[tuple[Any, ...], tuple[PolicyMatch, ...]] = {}
 
 
+
 def _policies(catalog: PolicyCatalog, facts: tuple[Any, ...], on: dt.date) -> tuple[PolicyMatch, ...]:
     """Match the support policies; equal facts on the same day give the same (immutable) matches."""
     key = (id(catalog), on, *facts)
@@ -481,8 +480,11 @@ def _policies(catalog: PolicyCatalog, facts: tuple[Any, ...], on: dt.date) -> tu
     if found is None:
         if len(_POLICIES) >= _CACHE_LIMIT:
             _POLICIES.clear()
-        (status, area, deprivations, unanswered, newly_escaped, children, pregnant, working_age, student, farm,
+        (status, area, (_, decisions), newly_escaped, children, pregnant, working_age, student, farm,
          ethnic, allowance, disability) = facts
+        ids = _IDS_BY_STANDARD[facts[2][0]]
+        deprivations = frozenset(i for i, d in zip(ids, decisions) if d)
+        unanswered = frozenset(i for i, d in zip(ids, decisions) if d is None)
         found = _POLICIES[key] = tuple(
             catalog.match(
                 PolicyFacts(
@@ -509,11 +511,12 @@ def _policies(catalog: PolicyCatalog, facts: tuple[Any, ...], on: dt.date) -> tu
 _PROVISIONAL: dict[tuple[Any, ...], tuple[str, ...]] = {}
 
 
-def _provisional_values(cs: CompiledStandard, area: str, above_line: bool, indicators: tuple[IndicatorResult, ...]) -> tuple[str, ...]:
+def _provisional_values(
+    cs: CompiledStandard, area: str, above_line: bool, indicators: tuple[IndicatorResult, ...], decisions: tuple[bool | None, ...]
+) -> tuple[str, ...]:
     """Which unconfirmed values this result rests on: the line, the band where it decided, and each answered
     indicator's wording and thresholds."""
-    answered = tuple(i.answered for i in indicators)
-    key = (cs.standard.id, cs.epoch, area, above_line, answered)
+    key = (cs.standard.id, cs.epoch, area, above_line, decisions)
     found = _PROVISIONAL.get(key)
     if found is None:
         names = [n for n in (f"income_line.{area}",) if n in cs.provisional_parameters]
@@ -535,7 +538,7 @@ def _assess_under(
     catalog: PolicyCatalog,
     with_next: bool,
 ) -> AssessmentResult:
-    indicators = _indicator_results(cs, h)
+    indicators, decisions = _indicator_results(cs, h)
     count = sum(1 for i in indicators if i.deprived)
     status, pci, line = _status(cs, area, h, count)
     above_line = status not in ("poor", "near_poor")
@@ -563,8 +566,8 @@ def _assess_under(
         average_living_max_vnd=cs.average_living_max[area],
         deprivation_threshold=cs.threshold,
         indicators=indicators,
-        policies=_policies(catalog, _policy_facts(h, status, area, indicators, cs), on),
-        provisional_values=_provisional_values(cs, area, above_line, indicators),
+        policies=_policies(catalog, _policy_facts(h, status, area, decisions, cs), on),
+        provisional_values=_provisional_values(cs, area, above_line, indicators, decisions),
         what_would_change=_what_would_change(cs, status, pci, line, indicators, area),
         summary_vi=summary,
         next_standard=nxt,

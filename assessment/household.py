@@ -316,47 +316,59 @@ _FAST: dict[str, tuple[int, Any]] = {
 _SHAPES: dict[tuple[str, ...], Callable[[Mapping[str, Any]], bool] | None] = {}
 
 
-def _shape_checker(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], bool] | None:
-    """Generate a straight-line check for dicts with exactly these keys (None if a key needs the full path).
+def shape_check_source(keys: tuple[str, ...]) -> tuple[list[str], dict[str, Any]] | None:
+    """Straight-line validation source for dicts with exactly these keys, or None if a key needs the full path.
 
     Bulk input repeats one shape (a CSV has the same columns on every row), so the check is generated once per
-    shape and costs a few comparisons per field. It only says "valid as it stands"; any doubt goes to the full
-    validation, the one place that explains problems.
+    shape and costs a few comparisons per field. The lines (indented for a `try:` block inside a function whose
+    argument is `d`) bind each value to a local `v_<key>` and `return None` at the first doubt; any doubt goes to
+    the full validation, the one place that explains problems. An unhashable value raises TypeError: the caller
+    wraps the lines in `try/except TypeError`.
     """
-    names: dict[str, Any] = {}
-    lines = ["def check(d):", "  try:"]
-    for i, key in enumerate(keys):
-        spec = _FAST.get(key)
-        if spec is None:
-            return None
-        kind, arg = spec
-        names[f"A{i}"] = arg
-        lines.append(f"    x = d[{key!r}]")
-        if kind == _BOOL:
-            lines.append("    if x is not True and x is not False: return False")
-        elif kind == _ENUM:
-            # Only strings are in the set; an unhashable value raises TypeError, caught below.
-            lines.append(f"    if x not in A{i}: return False")
-        elif kind == _INT:
-            lines.append(f"    if x.__class__ is not int or not {arg[0]} <= x <= {arg[1]}: return False")
-        elif kind in (_NUMBER, _POSITIVE):
-            low = "0 <" if kind == _POSITIVE else "0 <="
-            # NaN fails the comparison and goes to the full path.
-            lines.append(f"    if (x.__class__ is not int and x.__class__ is not float) or not {low} x <= {arg}: return False")
-        else:
-            lines.append("    if x.__class__ is not list: return False")
-            lines.append("    for y in x:")
-            lines.append(f"        if y not in A{i}: return False")
     if "household_size" not in keys or "area" not in keys:
         return None
     if ("monthly_income_vnd" in keys) == ("monthly_income_per_capita_vnd" in keys):
         return None
+    names: dict[str, Any] = {}
+    lines: list[str] = []
+    for key in keys:
+        spec = _FAST.get(key)
+        if spec is None:
+            return None
+        kind, arg = spec
+        v = f"v_{key}"
+        names[f"A_{key}"] = arg
+        lines.append(f"    {v} = d[{key!r}]")
+        if kind == _BOOL:
+            lines.append(f"    if {v} is not True and {v} is not False: return None")
+        elif kind == _ENUM:
+            # Only strings are in the set; an unhashable value raises TypeError.
+            lines.append(f"    if {v} not in A_{key}: return None")
+        elif kind == _INT:
+            lines.append(f"    if {v}.__class__ is not int or not {arg[0]} <= {v} <= {arg[1]}: return None")
+        elif kind in (_NUMBER, _POSITIVE):
+            low = "0 <" if kind == _POSITIVE else "0 <="
+            # NaN fails the comparison and goes to the full path.
+            lines.append(
+                f"    if ({v}.__class__ is not int and {v}.__class__ is not float) or not {low} {v} <= {arg}: return None"
+            )
+        else:
+            lines.append(f"    if {v}.__class__ is not list: return None")
+            lines.append(f"    for y in {v}:")
+            lines.append(f"        if y not in A_{key}: return None")
     if "dependants" in keys:
-        lines.append('    if d["dependants"] > d["household_size"]: return False')
-    lines.append("    return True")
-    lines.append("  except TypeError:")
-    lines.append("    return False")
-    exec(compile("\n".join(lines), "<household shape check>", "exec"), names)  # noqa: S102 - our own source
+        lines.append("    if v_dependants > v_household_size: return None")
+    return lines, names
+
+
+def _shape_checker(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], bool] | None:
+    """Compile `shape_check_source` into a predicate: True when the dict is valid as it stands."""
+    source = shape_check_source(keys)
+    if source is None:
+        return None
+    lines, names = source
+    body = "\n".join(["def check(d):", "  try:", *lines, "  except TypeError:", "    return None", "  return True"])
+    exec(compile(body, "<household shape check>", "exec"), names)  # noqa: S102 - our own source
     return names["check"]  # type: ignore[no-any-return]
 
 
@@ -371,7 +383,7 @@ def _already_valid(data: Mapping[str, Any]) -> bool:
         if len(_SHAPES) > 1024:
             _SHAPES.clear()
         check = _SHAPES[keys] = _shape_checker(keys)
-    return check is not None and check(data)
+    return check is not None and check(data) is True
 
 
 def parse_date(value: object, field: str = "on") -> dt.date:
@@ -410,7 +422,7 @@ def parse_household(data: Mapping[str, Any]) -> Household:
     if members is not None:
         problems = problems or []
         out["members"] = _validate_members(members, problems)
-        if "household_size" not in out and "household_size" not in data:
+        if data.get("household_size") is None:
             out["household_size"] = len(members)
         elif out.get("household_size") not in (None, len(members)):
             problems.append(
@@ -421,7 +433,7 @@ def parse_household(data: Mapping[str, Any]) -> Household:
                 )
             )
 
-    if "household_size" not in out and "household_size" not in data:
+    if "household_size" not in out and data.get("household_size") is None:
         problems = problems or []
         problems.append(Problem("required", "household_size", "Cần cho biết số người trong hộ."))
     has_total = "monthly_income_vnd" in data and data["monthly_income_vnd"] is not None
@@ -443,7 +455,7 @@ def parse_household(data: Mapping[str, Any]) -> Household:
         problems.append(
             Problem("inconsistent", "dependants", f"Số người phụ thuộc ({dependants}) nhiều hơn số người trong hộ ({size}).")
         )
-    if "area" not in data and "commune_code" not in data:
+    if data.get("area") is None and data.get("commune_code") is None:
         problems = problems or []
         problems.append(
             Problem("required", "area", "Cần cho biết khu vực (rural/urban) hoặc mã xã/phường (commune_code).")

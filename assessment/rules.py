@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from .household import Household, Member
+from .household import Household, Member, shape_check_source
 from .errors import StandardDataError
 from .standards import IndicatorDef, Standard
 
@@ -161,9 +161,122 @@ def _member_flags(p: Param) -> Callable[[tuple[Member, ...]], dict[str, Any]]:
     return flags
 
 
-def _compile_rules(indicator_ids: tuple[str, ...], p: Param) -> Callable[[Household], tuple[bool | None, ...]]:
-    """Generate one function evaluating every indicator of a standard at once (the bulk path's inner loop)."""
-    namespace: dict[str, Any] = {}
+#: The combination rule (Decree 07/2021/NĐ-CP Art. 3.2; same structure in Decree 351/2025/NĐ-CP), stated once and
+#: compiled into both the general path (`CompiledStandard.status_of`) and the per-shape bulk classifiers. Inputs:
+#: area, size, total (household income or None), pci (per-capita income, or None when total is given), count
+#: (deprivations). "Từ … trở xuống" is ≤; totals are compared with line × size, so 1 đồng above the line is never
+#: rounded away. Above the line is never poor; the average-living band is "trên … đến …", absent when unpublished.
+STATUS_RULE = """\
+line = LINE_RURAL if area == "rural" else LINE_URBAN
+if total is not None:
+    pci = total / size
+    below = total <= line * size
+else:
+    below = pci <= line
+if below:
+    status = "poor" if count >= THRESHOLD else "near_poor"
+else:
+    band = BAND_RURAL if area == "rural" else BAND_URBAN
+    if band is not None and (total <= band * size if total is not None else pci <= band):
+        status = "average_living"
+    else:
+        status = "not_poor"
+"""
+
+
+class Classification(NamedTuple):
+    """The lean result of `classify`: status and deprivation ids, for bulk work (a tuple: cheap to build)."""
+
+    status: str
+    deprivations: tuple[str, ...]
+    income_per_capita_vnd: float
+    income_line_vnd: int
+    standard_id: str
+    area: str
+
+
+def _indent(source: str, spaces: int) -> list[str]:
+    return [" " * spaces + line for line in source.splitlines()]
+
+
+def _status_constants(cs: "CompiledStandard") -> dict[str, Any]:
+    return {
+        "LINE_RURAL": cs.lines["rural"],
+        "LINE_URBAN": cs.lines["urban"],
+        "BAND_RURAL": cs.average_living_max["rural"],
+        "BAND_URBAN": cs.average_living_max["urban"],
+        "THRESHOLD": cs.threshold,
+    }
+
+
+def _compile_status(cs: "CompiledStandard") -> Callable[..., tuple[str, float, int]]:
+    names = _status_constants(cs)
+    body = "\n".join(["def status_of(area, size, total, pci, count):", *_indent(STATUS_RULE, 4), "    return status, pci, line"])
+    exec(compile(body, "<status rule>", "exec"), names)  # noqa: S102 - our own source
+    return names["status_of"]  # type: ignore[no-any-return]
+
+
+#: Returned by a shape classifier given a dict of another shape (as opposed to None: this shape, needs validation).
+SHAPE_MISS: Any = object()
+
+_FIELD_READ = re.compile(r'h\.get\("([a-z0-9_]+)"\)|h\["([a-z0-9_]+)"\]')
+
+
+def _compile_shape_classifier(
+    cs: "CompiledStandard", keys: tuple[str, ...]
+) -> Callable[[Mapping[str, Any]], Any] | None:
+    source = shape_check_source(keys)
+    if source is None:
+        return None
+    lines, names = source
+    present = set(keys)
+
+    def local(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return f"v_{name}" if name in present else "None"
+
+    exprs = [_PLACEHOLDER.sub(lambda m: f"P_{m.group(1).replace('.', '_')}", QUICK_RULES[i]) for i in cs.indicator_ids]
+    exprs = [_FIELD_READ.sub(local, e) for e in exprs]
+    names.update(cs.bound_parameters)
+    names.update(_status_constants(cs))
+    names["IDS"] = cs.indicator_ids
+    names["SID"] = cs.standard.id
+    names["Classification"] = Classification
+    names["new"] = tuple.__new__
+    total = "v_monthly_income_vnd" if "monthly_income_vnd" in present else "None"
+    pci = "v_monthly_income_per_capita_vnd" if "monthly_income_per_capita_vnd" in present else "None"
+    names["MISS"] = SHAPE_MISS
+    body = "\n".join(
+        [
+            "def classify_shape(d):",
+            # Same size and every key present means exactly this shape (the order does not matter).
+            f"  if len(d) != {len(keys)}: return MISS",
+            "  try:",
+            *lines,
+            "  except TypeError:",
+            "    return None",
+            "  except KeyError:",
+            "    return MISS",
+            # Deprived ids in the law's order; a tuple grown by concatenation beats compress() for 12 items.
+            "  deprived = ()",
+            *[f"  if {e}: deprived += ({iid!r},)" for iid, e in zip(cs.indicator_ids, exprs)],
+            f"  area, size, total, pci, count = v_area, v_household_size, {total}, {pci}, len(deprived)",
+            *_indent(STATUS_RULE, 2),
+            # tuple.__new__ skips the NamedTuple's Python-level __new__.
+            "  return new(Classification, (status, deprived, pci, line, SID, area))",
+        ]
+    )
+    exec(compile(body, "<shape classifier>", "exec"), names)  # noqa: S102 - our own source
+    return names["classify_shape"]  # type: ignore[no-any-return]
+
+
+def _compile_rules(
+    indicator_ids: tuple[str, ...], p: Param, namespace: dict[str, Any]
+) -> Callable[[Household], tuple[bool | None, ...]]:
+    """Generate one function evaluating every indicator of a standard at once (the bulk path's inner loop).
+
+    `namespace` receives the bound parameter constants (P_<name>), reused by the per-shape classifiers.
+    """
 
     def bind(match: re.Match[str]) -> str:
         value = p(match.group(1))
@@ -189,6 +302,7 @@ class CompiledStandard:
     average_living_max: Mapping[str, int | None]
     threshold: int
     indicator_ids: tuple[str, ...]
+    bound_parameters: Mapping[str, Any]
     decide_all: Callable[[Household], tuple[bool | None, ...]]
     member_flags: Callable[[tuple[Member, ...]], dict[str, Any]]
     indicators: Mapping[str, IndicatorDef]
@@ -196,6 +310,44 @@ class CompiledStandard:
     provisional_parameters: tuple[str, ...]
     parameter_references: Mapping[str, str]
     indicator_provisional: Mapping[str, tuple[str, ...]]
+
+    #: The classifier of the last shape seen: bulk input repeats one shape, so this skips the shape lookup.
+    last_classifier: list[Callable[[Mapping[str, Any]], Any]] = field(
+        default_factory=list, compare=False, repr=False
+    )
+    #: The compiled `STATUS_RULE` (built on first use).
+    last_status: list[Callable[..., tuple[str, float, int]]] = field(default_factory=list, compare=False, repr=False)
+    #: Generated classifiers per input shape (see `classifier_for`); not part of equality.
+    _shapes: dict[tuple[str, ...], Callable[[Mapping[str, Any]], Any] | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def classifier_for(self, keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any] | None:
+        """Return the bulk path for dicts with exactly these keys: validate and decide in one generated function.
+
+        The function returns the deprived indicator ids, or None when the input needs the full validation. The
+        rules are the same `QUICK_RULES` expressions, with each field read once into a local.
+        """
+        try:
+            fn = self._shapes[keys]
+        except KeyError:
+            pass
+        else:
+            if fn is not None:
+                self.last_classifier[:] = [fn]
+            return fn
+        if len(self._shapes) > 1024:
+            self._shapes.clear()
+        fn = self._shapes[keys] = _compile_shape_classifier(self, keys)
+        if fn is not None:
+            self.last_classifier[:] = [fn]
+        return fn
+
+    def status_of(self, area: str, size: int, total: float | None, pci: float | None, count: int) -> tuple[str, float, int]:
+        """Apply `STATUS_RULE`: return (status, per-capita income, line)."""
+        if not self.last_status:
+            self.last_status.append(_compile_status(self))
+        return self.last_status[0](area, size, total, pci, count)  # type: ignore[no-any-return]
 
     def prepare(self, h: Household) -> Household:
         """Reduce a member roster to the quick fields; an explicitly given quick field wins over the roster."""
@@ -226,7 +378,8 @@ def compile_standard(standard: Standard, on: dt.date) -> CompiledStandard:
     band = {"rural": p("average_living_max.rural"), "urban": p("average_living_max.urban")}
     threshold = p("deprivation_threshold")
     ids = tuple(ind.id for ind in standard.indicators)
-    decide_all = _compile_rules(ids, p)
+    bound: dict[str, Any] = {}
+    decide_all = _compile_rules(ids, p, bound)
     member_flags = _member_flags(p)
     return CompiledStandard(
         standard=standard,
@@ -236,6 +389,7 @@ def compile_standard(standard: Standard, on: dt.date) -> CompiledStandard:
         threshold=threshold,
         indicator_ids=ids,
         decide_all=decide_all,
+        bound_parameters={k: v for k, v in bound.items() if k.startswith("P_")},
         member_flags=member_flags,
         indicators={ind.id: ind for ind in standard.indicators},
         params=dict(used),
