@@ -23,14 +23,22 @@ def _blueprints() -> list[Blueprint]:
     Add a new area here (chat, web, channels, dashboard): import its ``bp``
     inside this function so that each area's imports stay lazy.
     """
+    from bot.accounts import blueprint as accounts_blueprint
     from bot.api import bp as api_bp
     from bot.chat import bp as chat_bp
+    from bot.channels.routes import bp as channels_bp
+    from bot.dashboard import bp as dashboard_bp
+    from bot.interop import bp as interop_bp
+    from bot.reports import bp as reports_bp
 
     blueprints: list[Blueprint] = [
         api_bp,  # /api/v1: stateless assessment, standards, schema, OpenAPI
         chat_bp,  # /api/v1/chat and / (bot.chat: JSON chat API + web chat page)
-        # channels_bp,   # /channels/...  (bot.channels: Zalo, ...)
-        # dashboard_bp,  # /dashboard     (bot.dashboard: officials)
+        channels_bp,  # /channels/<name>: push-channel webhooks (bot.channels.routes) + delivery worker
+        accounts_blueprint(),  # /login, /logout, /account, /admin/... (bot.accounts)
+        dashboard_bp,  # /dashboard     (bot.dashboard: officials, collaborators)
+        reports_bp,  # /reports: CSV/XLSX exports, 6-month and annual report tables (bot.reports)
+        interop_bp,  # /interop: XLSForm, Kobo/ODK and quick-form CSV imports (bot.interop)
     ]
     return blueprints
 
@@ -53,7 +61,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """
     from flask import Flask
 
-    from bot import cli, config, errors, store
+    from bot import accounts, cli, config, errors, offices, store
 
     app = Flask(__name__, instance_relative_config=True)
     # The default SQLite database lives here; created up front so SQLite can open it.
@@ -70,9 +78,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     errors.init_app(app)
+    # Deployment names of the offices listed with each support policy (fails at start on a bad file).
+    offices.configure(app.config.get("OFFICES_FILE"))
     # Database: engine, per-request session; migrates to the newest revision on first start.
     store.init_app(app)
     cli.init_app(app)  # flask db-upgrade / db-current / db-revision
+    accounts.init_app(app)  # Flask-Login sessions, CSRF, login throttling, flask users
     for blueprint in _blueprints():
         app.register_blueprint(blueprint)
 

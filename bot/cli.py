@@ -1,4 +1,5 @@
-"""``flask`` commands for the database: ``db-upgrade``, ``db-current``, ``db-revision``.
+"""``flask`` commands: the database (``db-upgrade``, ``db-current``, ``db-revision``), the chat channels
+(``channels-list``, ``set-webhook``, ``zalo-oa-tokens``) and the delivery worker (``delivery-worker``).
 
 The app already upgrades the database when it starts (``AUTO_MIGRATE``,
 default on); these commands are for deployments that turn that off
@@ -7,6 +8,9 @@ for developers writing a new revision.
 """
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 import click
 from alembic import command
@@ -61,7 +65,174 @@ def db_revision(message: str, empty: bool) -> None:
         command.revision(alembic_config(connection), message=message, autogenerate=not empty)
 
 
+# -- channels and delivery --------------------------------------------------------------------------------
+
+
+@click.command("channels-list")
+@with_appcontext
+def channels_list() -> None:
+    """List the chat channels, whether each is on, and its webhook path."""
+    from bot.channels import CHANNEL_NAMES
+    from bot.delivery import get_delivery
+
+    delivery = get_delivery()
+    for name in CHANNEL_NAMES:
+        adapter = delivery.adapters.get(name)
+        if adapter is None:
+            click.echo(f"{name:10} off")
+            continue
+        window = adapter.interaction_window
+        reply_window = f"replies within {window}" if window is not None else "no reply window"
+        click.echo(f"{name:10} on   POST /channels/{name}   {reply_window}")
+    mode = f"RQ queues {', '.join(delivery.queue_names())}" if delivery.settings.redis_url else "in-process worker"
+    click.echo(f"delivery: {mode}")
+
+
+@click.command("set-webhook")
+@click.argument("channel", type=click.Choice(["telegram", "zalo_bot", "zalo_oa", "messenger"]))
+@click.option("--url", required=True, help="Public HTTPS URL of POST /channels/<channel> on this deployment.")
+@click.option("--drop-pending", is_flag=True, help="Telegram: discard updates queued while no webhook was set.")
+@with_appcontext
+def set_webhook(channel: str, url: str, drop_pending: bool) -> None:
+    """Register the webhook URL with the provider (Telegram, Zalo Bot), using the configured secret token."""
+    from bot.delivery import get_delivery
+
+    if channel in ("zalo_oa", "messenger"):
+        where = (
+            "developers.zalo.me → your app → Webhook"
+            if channel == "zalo_oa"
+            else "developers.facebook.com → your app → Messenger → Webhooks (verify token: MESSENGER_VERIFY_TOKEN)"
+        )
+        raise click.ClickException(f"{channel} has no API for this: paste {url} in {where}")
+    adapter = get_delivery().adapters.get(channel)
+    if adapter is None:
+        raise click.ClickException(f"{channel} is not configured (see README, Channels)")
+    if not url.startswith("https://"):
+        raise click.ClickException("the provider only calls https:// URLs")
+    if channel == "telegram":
+        result = adapter.set_webhook(url, drop_pending_updates=drop_pending)  # type: ignore[attr-defined]
+    else:
+        result = adapter.set_webhook(url)  # type: ignore[attr-defined]
+    if not result.ok:
+        raise click.ClickException(f"{channel} refused: {result.error_code} {result.error_message}")
+    click.echo(f"{channel} webhook set to {url}")
+
+
+@click.command("delivery-worker")
+@click.option("--rq", "use_rq", is_flag=True, help="Run an RQ worker on the delivery queues (needs REDIS_URL).")
+@click.option("--burst", is_flag=True, help="Exit when there is no work left (tests, cron).")
+@with_appcontext
+def delivery_worker(use_rq: bool, burst: bool) -> None:
+    """Process recorded inbound messages and send the outbox, in the foreground, until SIGTERM / Ctrl-C.
+
+    Any number may run at once, on several machines: on PostgreSQL they share the work without sending
+    anything twice. Without --rq it polls the database; with --rq it takes RQ jobs (and retries scheduled
+    with them) from Redis.
+    """
+    import signal
+    import time
+
+    from flask import current_app
+
+    from bot.delivery import get_delivery
+    from bot.delivery.worker import DeliveryWorker
+
+    delivery = get_delivery()
+    if use_rq:
+        if not delivery.settings.redis_url:
+            raise click.ClickException("--rq needs REDIS_URL (or TUSOAT_REDIS_URL)")
+        from rq import SimpleWorker
+
+        worker = SimpleWorker(
+            delivery.queue_names(), connection=delivery.redis(), name=f"tusoat-{os.getpid()}-{int(time.time())}"
+        )
+        click.echo(f"RQ worker on {', '.join(delivery.queue_names())}")
+        with current_app.app_context():
+            worker.work(burst=burst, with_scheduler=True)
+        return
+    if burst:
+        processed, sent = _drain(delivery)
+        click.echo(f"delivery worker drained: {processed} processed, {sent} sent")
+        return
+    loop = DeliveryWorker(delivery, mode="full", announced=False)
+
+    def stop(signum: int, _frame: object) -> None:
+        click.echo(f"signal {signum}: finishing the current items")
+        loop.stop(timeout=0.0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    loop.start()
+    click.echo(f"delivery worker running (pid {os.getpid()}; channels: {', '.join(delivery.adapters) or 'none'})")
+    while not loop.wait(1.0):
+        pass
+    loop.stop(timeout=30.0)
+    delivery.sender.close()
+    click.echo(f"delivery worker stopped: {loop.processed} processed, {loop.sent} sent")
+
+
+def _drain(delivery: Any) -> tuple[int, int]:
+    """Process and send until nothing is pending or due (``--burst``)."""
+    from bot.store import repository as repo
+
+    processed = sent = 0
+    while True:
+        with delivery.store.sessions() as session:
+            session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+            identities = repo.pending_inbound_identities(session, limit=500)
+        for identity_id in identities:
+            processed += len(delivery.process_identity(identity_id))
+        stats = delivery.sender.send_round()
+        sent += stats.sent
+        if not identities and stats.claimed == 0:
+            return processed, sent
+
+
+@click.command("zalo-oa-tokens")
+@click.option("--access", "access_token", required=True, help="OA access token (API Explorer or OAuth callback).")
+@click.option("--refresh", "refresh_token", default=None, help="The refresh token issued with it.")
+@click.option("--expires-in", type=float, default=None, help="Seconds until the access token expires (90000).")
+@with_appcontext
+def zalo_oa_tokens(access_token: str, refresh_token: str | None, expires_in: float | None) -> None:
+    """Save the Zalo OA token pair in the database (replaces the saved one; later refreshes rotate it)."""
+    from bot.delivery.tokens import DatabaseTokens
+
+    pair = DatabaseTokens(get_store(), "zalo_oa").seed(access_token, refresh_token, expires_in)
+    expiry = pair.access_expires_at.isoformat() if pair.access_expires_at else "unknown"
+    click.echo(f"Zalo OA tokens saved (refresh token: {'yes' if refresh_token else 'no'}; access expires {expiry}).")
+
+
+@click.command("purge-expired")
+@click.option("--days", type=int, default=None, help="Override RETENTION_DAYS for this run.")
+@with_appcontext
+def purge_expired(days: int | None) -> None:
+    """Erase the personal data of people silent for longer than RETENTION_DAYS (run daily, e.g. from cron).
+
+    Keeps the promise of the consent text (Decree 13/2023/NĐ-CP): answers are kept at most that long after the
+    last message; anonymous aggregates stay.
+    """
+    import datetime as dt
+
+    from flask import current_app
+
+    from bot.store.retention import purge_expired as purge
+
+    retention = dt.timedelta(days=days if days is not None else int(current_app.config["RETENTION_DAYS"]))
+    with get_store().sessions() as session:
+        erased = purge(session, now=dt.datetime.now(dt.UTC), retention=retention)
+    click.echo(f"erased {erased} identities silent for more than {retention.days} days")
+
+
 def init_app(app: Flask) -> None:
-    """Register the database commands on ``app``."""
-    for cmd in (db_upgrade, db_current, db_revision):
+    """Register the database, channel and delivery commands on ``app``."""
+    for cmd in (
+        db_upgrade,
+        db_current,
+        db_revision,
+        channels_list,
+        set_webhook,
+        delivery_worker,
+        zalo_oa_tokens,
+        purge_expired,
+    ):
         app.cli.add_command(cmd)

@@ -52,6 +52,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Kept for readers of the config; Flask 3 reads app.json.ensure_ascii instead.
         "JSON_AS_ASCII": False,
         "CONVERSATION_EXPIRY_DAYS": 7,
+        # Personal data is erased this long after a person's last message (the consent text promises 12 months).
+        "RETENTION_DAYS": 365,
         # Optional YAML renaming the offices named in policy results (deployment-specific).
         "OFFICES_FILE": None,
     }

@@ -19,8 +19,11 @@ Within the transaction:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import json
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypedDict
@@ -28,14 +31,22 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypedDict
 from sqlalchemy.orm import Session
 
 from bot.store import repository as repo
-from bot.store.db import run_in_transaction
+from bot.store.db import SQLITE_BEGIN_OPTION, run_in_transaction
 from bot.store.models import ConsentMode, ConversationStatus, Provenance, utcnow
 
 if TYPE_CHECKING:
     from flask import Flask
 
+_log = logging.getLogger(__name__)
+
 __all__ = [
     "ChoicePayload",
+    "EventLike",
+    "ProcessedInbound",
+    "RecordedEvent",
+    "event_document",
+    "process_pending",
+    "record_events",
     "MessagePayload",
     "PipelineConfig",
     "PipelineResult",
@@ -178,7 +189,14 @@ def _clean(text: str) -> str:
     return text
 
 
+#: Inbound kinds only this module may send the engine (``bot.conversation.INTERNAL_KINDS``): the outcome of a
+#: link code. From a channel they would let anyone claim any collaborator account, so they become unsupported.
+_INTERNAL_KINDS: Final = frozenset({"linked", "link_failed", "unlinked"})
+
+
 def _clean_inbound(inbound: InboundLike) -> InboundLike:
+    if getattr(inbound, "kind", None) in _INTERNAL_KINDS:
+        inbound = dataclasses.replace(inbound, kind="unsupported")  # type: ignore[type-var]
     text, payload = inbound.text, inbound.payload
     clean_text = _clean(text) if isinstance(text, str) else text
     clean_payload = _clean(payload) if isinstance(payload, str) else payload
@@ -265,38 +283,12 @@ def handle_inbound(
             return _replay(session, seen)
 
     conversation = repo.current_conversation(session, identity)
-    result = engine.step(conversation.state if conversation is not None else None, inbound, now)
-    version = _questionnaire_version(engine, result.state)
-    if conversation is None:
-        conversation = repo.start_conversation(
-            session, identity, now=now, questionnaire_version=version
-        )
-
-    current, paused, erased = _apply_events(
-        session, identity, conversation, result.events, now=now, config=config, version=version
+    with _store_context(session):
+        result = engine.step(conversation.state if conversation is not None else None, inbound, now)
+        result = _follow_up(session, identity.id, engine, result, now)
+    erased = _store_step(
+        session, identity, conversation, result, engine=engine, now=now, config=config, channel=channel
     )
-    if current is None:
-        # Erased: keep the engine's post-erasure state only if it has one
-        # (it carries no personal data; the engine owns what goes in it).
-        if result.state:
-            repo.start_conversation(
-                session, identity, now=now, state=result.state, questionnaire_version=version
-            )
-    else:
-        if result.done:
-            status = ConversationStatus.DONE
-        elif paused:
-            status = ConversationStatus.PAUSED
-        else:
-            status = ConversationStatus.ACTIVE
-        repo.save_conversation(
-            session,
-            current,
-            state=result.state,
-            status=status,
-            now=now,
-            questionnaire_version=version,
-        )
 
     messages = [_message_payload(m) for m in result.messages]
     assessment = dict(result.assessment) if result.assessment is not None else None
@@ -326,6 +318,63 @@ def handle_inbound(
     )
 
 
+def _store_step(
+    session: Session,
+    identity: repo.IdentityRow,
+    conversation: repo.ConversationRow | None,
+    result: Any,
+    *,
+    engine: Any,
+    now: dt.datetime,
+    config: PipelineConfig,
+    channel: str,
+) -> bool:
+    """Persist one engine step (its events and the new conversation state) for every entry point.
+
+    Returns:
+        Whether the step erased the person's data.
+    """
+    version = _questionnaire_version(engine, result.state)
+    if conversation is None:
+        conversation = repo.start_conversation(
+            session, identity, now=now, questionnaire_version=version
+        )
+
+    current, paused, erased = _apply_events(
+        session,
+        identity,
+        conversation,
+        result.events,
+        now=now,
+        config=config,
+        version=version,
+        channel=channel,
+    )
+    if current is None:
+        # Erased: keep the engine's post-erasure state only if it has one
+        # (it carries no personal data; the engine owns what goes in it).
+        if result.state:
+            repo.start_conversation(
+                session, identity, now=now, state=result.state, questionnaire_version=version
+            )
+    else:
+        if result.done:
+            status = ConversationStatus.DONE
+        elif paused:
+            status = ConversationStatus.PAUSED
+        else:
+            status = ConversationStatus.ACTIVE
+        repo.save_conversation(
+            session,
+            current,
+            state=result.state,
+            status=status,
+            now=now,
+            questionnaire_version=version,
+        )
+    return erased
+
+
 def _apply_events(
     session: Session,
     identity: repo.IdentityRow,
@@ -335,6 +384,7 @@ def _apply_events(
     now: dt.datetime,
     config: PipelineConfig,
     version: str | None,
+    channel: str | None = None,
 ) -> tuple[repo.ConversationRow | None, bool, bool]:
     """Persist the engine's events in order.
 
@@ -370,17 +420,40 @@ def _apply_events(
                 now=now,
             )
         elif kind == "assessment":
-            mode = repo.active_consent_mode(session, identity)
+            provenance = Provenance(event.get("provenance") or Provenance.SELF)
+            owner: repo.IdentityRow | None = identity
+            collaborator_user_id: int | None = None
+            if provenance is Provenance.COLLABORATOR:
+                # Entered by a collaborator for a household: always shared with the commune; the household, not
+                # this chat, is its subject (so the collaborator erasing their chat does not erase it); credited
+                # to the account only while this chat is still linked to it.
+                shared = True
+                owner = None
+                claimed = _int_or_none(event.get("collaborator_user_id"))
+                if claimed is not None and claimed == repo.linked_user_id(session, identity.id):
+                    collaborator_user_id = claimed
+            else:
+                shared = repo.active_consent_mode(session, identity) is ConsentMode.SHARE
+            # Personal details (share and collaborator mode, contract §5 ``household``) are kept only when shared.
+            details = event.get("household")
+            household: Mapping[str, Any] = details if isinstance(details, Mapping) else {}
+            personal: Mapping[str, Any] = {**event, **household} if shared else {}
             repo.record_assessment(
                 session,
                 input=event.get("input"),
                 result=event.get("result") or {},
                 now=now,
-                identity=identity,
+                identity=owner,
                 conversation=current,
                 questionnaire_version=version,
-                provenance=event.get("provenance") or Provenance.SELF,
-                shared=mode is ConsentMode.SHARE,
+                provenance=provenance,
+                shared=shared,
+                channel=channel,
+                hamlet=_truncate(personal.get("hamlet"), 128),
+                household_head=_truncate(personal.get("household_head"), 128),
+                phone=_truncate(personal.get("phone"), 32),
+                household_code=_truncate(personal.get("household_code"), 64),
+                collaborator_user_id=collaborator_user_id,
             )
         elif kind == "erase":
             repo.erase_identity(session, identity, now=now)
@@ -399,8 +472,96 @@ def _apply_events(
             )
         elif kind == "pause":
             paused = True
-        # Unknown event types are ignored: a newer engine must not break an older store.
+        elif kind == "unlink":
+            repo.unlink_identity(session, identity.id)
+        # ``link`` was answered by _follow_up before; unknown types are ignored: a newer engine must not break an
+        # older store.
     return current, paused, erased
+
+
+# -- what the engine needs from the store: hamlet lists, link codes ---------------------------------------------
+
+
+@contextlib.contextmanager
+def _store_context(session: Session) -> Any:
+    """Let the (pure) engine read the commune's hamlet list through ``session`` during the step."""
+    from bot.conversation.services import hamlet_source
+
+    def lookup(commune_code: str) -> list[str]:
+        if session.in_transaction():
+            return repo.hamlet_names(session, commune_code)
+        # The delivery worker computes a step ahead of the identity lock, outside any transaction: read in a
+        # short transaction of its own that does not take SQLite's write lock.
+        session.connection(execution_options={SQLITE_BEGIN_OPTION: "DEFERRED"})
+        try:
+            return repo.hamlet_names(session, commune_code)
+        finally:
+            session.rollback()
+
+    with hamlet_source(lookup):
+        yield
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    """Two engine steps run for one message, seen as one (same attributes as ``StepResult``)."""
+
+    state: dict[str, Any]
+    messages: list[Any]
+    events: list[dict[str, Any]]
+    question_id: str | None
+    done: bool
+    assessment: dict[str, Any] | None
+
+
+def _merge(first: Any, second: Any) -> _Step:
+    return _Step(
+        state=second.state,
+        messages=[*first.messages, *second.messages],
+        events=[e for e in first.events if e.get("type") != "link"] + list(second.events),
+        question_id=second.question_id,
+        done=bool(second.done),
+        assessment=second.assessment if second.assessment is not None else first.assessment,
+    )
+
+
+def _follow_up(session: Session, identity_id: int, engine: Any, result: Any, now: dt.datetime) -> Any:
+    """Give the engine what only the store knows, by stepping it once more in this message's transaction.
+
+    * A ``link`` event: redeem the code (:mod:`bot.accounts.links`) and report ``linked`` (with the account's name
+      and communes) or ``link_failed``.
+    * A conversation in collaborator mode whose chat is no longer linked to that account (unlinked or
+      deactivated on the web): report ``unlinked``, so the engine stops crediting answers to the account.
+
+    Returns:
+        ``result``, or both steps merged (messages of both, state of the second).
+    """
+    from bot.conversation import Inbound
+
+    links = [e for e in result.events if e.get("type") == "link"]
+    if links:
+        from bot.accounts.links import redeem_link_code
+
+        user = redeem_link_code(session, str(links[-1].get("code") or ""), identity_id, now)
+        if user is not None:
+            info = {"user_id": user.id, "name": user.full_name, "communes": repo.user_communes(session, user.id)}
+            inbound = Inbound(kind="linked", payload=json.dumps(info, ensure_ascii=False))
+        else:
+            inbound = Inbound(kind="link_failed")
+        return _merge(result, engine.step(result.state, inbound, now))
+    state = result.state if isinstance(result.state, Mapping) else {}
+    collab = state.get("collab")
+    if (
+        isinstance(collab, Mapping)
+        and collab.get("user_id") is not None
+        and repo.linked_user_id(session, identity_id) != collab.get("user_id")
+    ):
+        return _merge(result, engine.step(result.state, Inbound(kind="unlinked"), now))
+    return result
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _truncate(value: Any, limit: int = MAX_STORED_TEXT) -> str | None:
@@ -442,3 +603,337 @@ def process_inbound(
         session,
         lambda s: handle_inbound(s, channel, user_ref, message_id, inbound, now, **options),
     )
+
+
+# -- push channels: events recorded by a webhook, processed later by the delivery worker ---------------------
+#
+# A webhook must answer the provider within its deadline (2 s for Zalo) whatever the engine or the database is
+# doing, so it only verifies the delivery and calls :func:`record_events` (one INSERT per event, unique on
+# channel + sender + delivery id, so a redelivery is recorded once). The delivery worker then calls
+# :func:`process_pending` for the person: their recorded messages are stepped through the engine one at a
+# time in arrival order, each in one transaction that also saves the state and queues the replies.
+
+
+class EventLike(Protocol):
+    """What :func:`record_events` reads of ``bot.channels.InboundEvent`` (read-only: it is frozen)."""
+
+    @property
+    def channel(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def user_ref(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def text(self) -> str | None: ...
+    @property
+    def payload(self) -> str | None: ...
+    @property
+    def timestamp(self) -> dt.datetime: ...
+    @property
+    def raw(self) -> dict[str, Any]: ...
+    @property
+    def info(self) -> dict[str, str]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedEvent:
+    """A newly recorded event: its row and the person it is from."""
+
+    inbound_id: int
+    identity_id: int
+    channel: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessedInbound:
+    """A recorded message :func:`process_pending` is done with.
+
+    Attributes:
+        inbound_id: Its row.
+        identity_id: The sender.
+        channel: Channel name.
+        document: The event as recorded (kind, text, payload, user_ref, timestamp, raw, info): what a channel
+            needs to acknowledge it (Telegram button taps).
+        replies: Replies queued for it.
+        error: Set when it was given up after repeated failures (no replies then).
+    """
+
+    inbound_id: int
+    identity_id: int
+    channel: str
+    message_id: str | None
+    document: dict[str, Any]
+    replies: int = 0
+    error: str | None = None
+
+
+#: Engine ``Inbound.kind`` values (docs/CONTRACTS.md §5); any other recorded kind is ``unsupported``.
+_ENGINE_KINDS: Final = frozenset({"text", "payload", "media", "sticker", "follow", "unfollow", "unsupported"})
+
+#: Longest stored delivery id (``inbound_messages.message_id``); longer ids are stored as a digest.
+MAX_MESSAGE_ID: Final = 128
+
+
+def _clean_json(value: Any) -> Any:
+    """:func:`_clean` every string in a JSON document (provider bodies may carry ``\\u0000``)."""
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def _message_key(message_id: str) -> str:
+    """The stored delivery id: as given, or a digest when longer than the column."""
+    message_id = _clean(message_id)
+    if len(message_id) <= MAX_MESSAGE_ID:
+        return message_id
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(message_id.encode("utf-8")).hexdigest()
+
+
+def event_document(event: EventLike) -> dict[str, Any]:
+    """The JSON document recorded for a webhook event until it is processed.
+
+    The provider's raw event is kept only until then (a Telegram tap is acknowledged with its id); processing
+    replaces the document with the usual ``{kind, text, payload}`` (or NULL after an erasure).
+    """
+    return _clean_json(
+        {
+            "kind": event.kind,
+            "text": event.text[:MAX_STORED_TEXT] if isinstance(event.text, str) else None,
+            "payload": event.payload,
+            "user_ref": event.user_ref,
+            "timestamp": event.timestamp.astimezone(dt.UTC).isoformat() if event.timestamp else None,
+            "raw": event.raw,
+            "info": dict(event.info or {}),
+        }
+    )
+
+
+def record_events(
+    session: Session,
+    events: Sequence[EventLike],
+    *,
+    config: PipelineConfig | None = None,
+    now: dt.datetime | None = None,
+) -> list[RecordedEvent]:
+    """Record webhook events for later processing, inside the caller's transaction (no commit here).
+
+    Never waits on a row lock held by a worker processing the same person (see
+    :func:`bot.store.repository.identity_id_for`). Events already recorded are skipped.
+
+    Returns:
+        The events that were new, in order.
+    """
+    now = now or utcnow()
+    config = config or _current_config()
+    recorded: list[RecordedEvent] = []
+    for event in events:
+        user_ref = _clean(event.user_ref)
+        user_hash = repo.pseudonymise(config.pseudonym_key, event.channel, user_ref)
+        identity_id = repo.identity_id_for(session, event.channel, user_hash, address=user_ref, now=now)
+        inbound_id = repo.record_pending_inbound(
+            session,
+            identity_id,
+            event.channel,
+            _message_key(event.message_id),
+            payload=event_document(event),
+            received_at=now,
+        )
+        if inbound_id is not None:
+            recorded.append(RecordedEvent(inbound_id, identity_id, event.channel))
+    return recorded
+
+
+def _engine_inbound(document: Mapping[str, Any]) -> Any:
+    """The engine's ``Inbound`` for a recorded event document."""
+    from bot.conversation import Inbound
+
+    kind = str(document.get("kind") or "unsupported")
+    text, payload = document.get("text"), document.get("payload")
+    return Inbound(
+        text=text if isinstance(text, str) else None,
+        payload=payload if isinstance(payload, str) else None,
+        kind=kind if kind in _ENGINE_KINDS else "unsupported",
+    )
+
+
+def _same_conversation(a: repo.ConversationRow | None, b: repo.ConversationRow | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return (a.id, a.version) == (b.id, b.version)
+
+
+def process_pending(
+    session: Session,
+    identity_id: int,
+    *,
+    engine: EngineLike | None = None,
+    config: PipelineConfig | None = None,
+    limit: int = 50,
+    max_attempts: int = 5,
+    clock: Any = utcnow,
+    precompute: bool | None = None,
+) -> list[ProcessedInbound]:
+    """Process one person's recorded messages, oldest first, each in its own committed transaction.
+
+    On SQLite the engine step is computed first from a snapshot of the conversation, outside any write lock
+    (SQLite's write lock is database-wide, and a webhook must never wait behind a slow engine); then, under the
+    identity lock, the step is stored if the conversation is unchanged, or recomputed if another worker moved it
+    on meanwhile. On PostgreSQL the identity lock is a row lock that webhooks never wait for, so the step is
+    simply computed under it (one transaction, four round trips fewer per message). The message is marked processed in the same transaction that saves
+    the state and queues the replies, so a crash at any point leaves it either wholly done or still pending.
+
+    An engine error is counted on the message (``attempts``, ``last_error``) and processing of this person
+    stops until the next call; after ``max_attempts`` the message is marked processed with the error so the
+    person's later messages are not held up for ever. Database errors propagate uncounted (an outage must not
+    use up attempts).
+
+    Args:
+        session: A session for this worker (its transactions are committed or rolled back here).
+        identity_id: The person.
+        engine: Conversation engine (default: :func:`get_engine`).
+        config: Settings (default: from the current Flask app).
+        limit: Most messages to process in this call (a chatty person must not starve the others).
+        max_attempts: Processing attempts before a message is given up.
+        clock: Returns the current aware UTC time.
+        precompute: Compute the step before taking the lock (default: on SQLite only).
+
+    Returns:
+        The messages processed (or given up) in this call, in order.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    config = config or _current_config()
+    engine = engine or get_engine(config.expiry)
+    if precompute is None:
+        precompute = session.get_bind().dialect.name == "sqlite"
+    done: list[ProcessedInbound] = []
+    while len(done) < limit:
+        session.rollback()
+        head: repo.PendingInbound | None = None
+        snapshot: repo.ConversationRow | None = None
+        document: dict[str, Any] = {}
+        inbound: Any = None
+        precomputed: Any = None
+        precompute_error: Exception | None = None
+        if precompute:
+            # 1. Snapshot: the head of the queue and the conversation it applies to (a read; never blocks).
+            session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+            head = repo.next_pending_inbound(session, identity_id)
+            snapshot = repo.current_conversation(session, repo.IdentityRow(identity_id, 0)) if head else None
+            session.rollback()
+            if head is None:
+                break
+            document = dict(head.payload or {})
+            inbound = _clean_inbound(_engine_inbound(document))
+        now = clock()
+        if head is not None:
+            try:
+                with _store_context(session):
+                    precomputed = engine.step(snapshot.state if snapshot is not None else None, inbound, now)
+            except Exception as exc:  # noqa: BLE001 - recorded on the message below
+                precompute_error = exc
+        #: The message the transaction worked on, for the failure path.
+        seen: list[repo.PendingInbound] = []
+
+        def work(s: Session, head: repo.PendingInbound | None = head) -> ProcessedInbound | None:
+            peek = head if head is not None else repo.next_pending_inbound(s, identity_id)
+            if peek is None:
+                return None  # nothing pending: do not touch the identity
+            address = (peek.payload or {}).get("user_ref")
+            identity = repo.lock_identity_id(
+                s, identity_id, now=now, address=str(address) if isinstance(address, str) else None
+            )
+            if identity is None:
+                return None
+            current_head = repo.next_pending_inbound(s, identity_id)
+            if current_head is None:
+                return None  # another worker processed it meanwhile
+            seen[:] = [current_head]
+            row_document, row_inbound = document, inbound
+            result, error = precomputed, precompute_error
+            if head is None or current_head.id != head.id:
+                # An older message became visible after the snapshot: take it first (order per person).
+                row_document = dict(current_head.payload or {})
+                row_inbound = _clean_inbound(_engine_inbound(row_document))
+                result = error = None
+            conversation = repo.current_conversation(s, identity)
+            with _store_context(s):
+                if head is None or current_head.id != head.id or not _same_conversation(conversation, snapshot):
+                    result = engine.step(conversation.state if conversation is not None else None, row_inbound, now)
+                elif error is not None:
+                    raise error
+                result = _follow_up(s, identity.id, engine, result, now)
+            erased = _store_step(
+                s,
+                identity,
+                conversation,
+                result,
+                engine=engine,
+                now=now,
+                config=config,
+                channel=current_head.channel,
+            )
+            messages = [_message_payload(m) for m in result.messages]
+            assessment = dict(result.assessment) if result.assessment is not None else None
+            repo.complete_pending_inbound(
+                s,
+                current_head.id,
+                payload=None if erased else _inbound_document(row_inbound),
+                reply={"question_id": result.question_id, "done": bool(result.done), "assessment": assessment},
+                processed_at=now,
+            )
+            repo.append_outbox(
+                s, identity, current_head.channel, messages, now=now, inbound_id=current_head.id, delivered=False
+            )
+            return ProcessedInbound(
+                current_head.id,
+                identity_id,
+                current_head.channel,
+                current_head.message_id,
+                row_document,
+                replies=len(messages),
+            )
+
+        try:
+            processed = run_in_transaction(session, work)
+        except DBAPIError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an engine (or data) problem with this one message
+            failed = seen[0] if seen else head
+            if failed is None:
+                raise
+            head, document = failed, dict(failed.payload or {})
+            error = f"{type(exc).__name__}: {exc}"
+            give_up = head.attempts + 1 >= max_attempts
+            _log.exception(
+                "processing %s message %s failed (attempt %d%s)",
+                head.channel,
+                head.id,
+                head.attempts + 1,
+                ", given up" if give_up else "",
+            )
+            failed_id = head.id
+            run_in_transaction(
+                session,
+                lambda s: repo.record_inbound_failure(s, failed_id, error=error, give_up=give_up, now=now),
+            )
+            if not give_up:
+                break
+            done.append(
+                ProcessedInbound(head.id, identity_id, head.channel, head.message_id, document, error=error)
+            )
+            continue
+        if processed is None:
+            if head is None:
+                break  # nothing (more) pending
+            continue
+        done.append(processed)
+    return done

@@ -48,11 +48,13 @@ def test_default_database_is_sqlite_in_instance_folder(monkeypatch: pytest.Monke
 
 def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TUSOAT_CONVERSATION_EXPIRY_DAYS", "3")
-    monkeypatch.setenv("TUSOAT_OFFICES_FILE", "/etc/tusoat/offices.yaml")
+    offices_file = tmp_path / "offices.yaml"
+    offices_file.write_text("ubnd_xa: UBND xã Thường Phước\n", encoding="utf-8")
+    monkeypatch.setenv("TUSOAT_OFFICES_FILE", str(offices_file))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'plain.db'}")
     app = create_app()
     assert app.config["CONVERSATION_EXPIRY_DAYS"] == 3  # JSON-parsed: an int, not "3"
-    assert app.config["OFFICES_FILE"] == "/etc/tusoat/offices.yaml"
+    assert app.config["OFFICES_FILE"] == str(offices_file)
     assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'plain.db'}"
 
 

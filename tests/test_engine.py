@@ -10,7 +10,10 @@ Transcript step keys: one of ``say`` (text), ``tap`` (button payload), ``send`` 
 expectations: ``question`` (StepResult.question_id), ``step`` (Engine.describe), ``contains`` /
 ``not_contains`` (all reply texts joined), ``events`` (event types in order), ``done``, ``status``,
 ``buttons`` (payloads that must be offered), ``input`` (subset of the assessment input), ``answer``
-({question_id: value} in the state), ``mode``, ``fresh`` (the state is a new conversation); ``note`` explains.
+({question_id: value} in the state), ``mode``, ``fresh`` (the state is a new conversation), ``event`` ({type,
+field: value}: fields of the first event of that type in the step); ``note`` explains. ``send`` also carries the
+pipeline's internal kinds (``linked`` with its JSON payload, ``link_failed``), standing in for the store's answer
+to a ``link`` event.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ _EXPECT_KEYS = {
     "mode",
     "fresh",
     "note",
+    "event",
 }
 
 
@@ -123,7 +127,7 @@ def check_invariants(engine: Engine, res: StepResult) -> None:
     json.dumps(res.events)
     assert res.question_id is None or res.question_id in engine.qn.by_id
     for event in res.events:
-        assert event["type"] in {"answer", "consent", "assessment", "erase", "restart", "pause"}
+        assert event["type"] in {"answer", "consent", "assessment", "erase", "restart", "pause", "link", "unlink"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -188,6 +192,14 @@ def test_transcript(path: Path) -> None:
         if "answer" in step:
             for qid, value in step["answer"].items():
                 assert res.state["answers"][qid]["value"] == value, f"{where}: answer {qid}"
+        if "event" in step:
+            # {type, field: value...}: the first event of that type in this step has these fields.
+            wanted = dict(step["event"])
+            kind = wanted.pop("type")
+            found = next((e for e in res.events if e["type"] == kind), None)
+            assert found is not None, f"{where}: no {kind} event in {res.events}"
+            for key, value in wanted.items():
+                assert found.get(key) == value, f"{where}: {kind}.{key}={found.get(key)!r}"
         if "mode" in step:
             assert res.state["mode"] == step["mode"], where
         if "fresh" in step:
@@ -231,7 +243,7 @@ def _question(data: dict[str, Any], qid: str) -> dict[str, Any]:
 
 def test_default_questionnaire_loads() -> None:
     qn = load_questionnaire()
-    assert qn.version == "2026.1"
+    assert qn.version == "2026.2"
     assert qn.linear[0].role == "consent" and qn.linear[-1].role == "summary"
     for q in qn.questions:
         assert q.text and q.short and q.help

@@ -60,3 +60,12 @@ def test_a_person_who_writes_again_is_not_erased(store: Store) -> None:
     with store.sessions() as session:
         assert purge_expired(session, now=T0 + YEAR + dt.timedelta(days=1), retention=YEAR) == 0
         assert session.execute(select(func.count()).select_from(Answer)).scalar_one() >= 1
+
+
+def test_the_purge_command_erases_and_reports(tmp_path: Path) -> None:
+    from bot import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"})
+    result = app.test_cli_runner().invoke(args=["purge-expired", "--days", "30"])
+    assert result.exit_code == 0, result.output
+    assert "erased 0 identities" in result.output

@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 
 import assessment
 from assessment import InputError, Problem
+from bot import offices
 from bot.api import bp
 from bot.api.openapi import openapi_document
 from bot.errors import ApiError, input_error_body
@@ -86,7 +87,7 @@ def _split_on(data: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 def create_assessment() -> dict[str, Any]:
     """Assess one household (quick form) and return the full result."""
     household, on = _split_on(_json_object_body())
-    return assessment.assess(household, on=on).to_dict()
+    return offices.assess(household, on=on).to_dict()
 
 
 @bp.post("/assessments/batch")
@@ -139,7 +140,7 @@ def _assess_item(index: int, item: Any, default_on: Any) -> dict[str, Any]:
         household = dict(item)
         on = household.pop("on")
     try:
-        result = assessment.assess(household, on=on).to_dict()
+        result = offices.assess(household, on=on).to_dict()
     except InputError as exc:
         return {"index": index, "ok": False, **input_error_body(exc)}
     except Exception:

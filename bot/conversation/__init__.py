@@ -10,12 +10,13 @@ The engine knows nothing of HTTP, channels or the database: the caller saves ``r
 """
 
 from .engine import STATE_VERSION, Engine, default_engine
-from .messages import MAX_CHUNK, Choice, Inbound, Outbound, StepResult, split_text
+from .messages import INTERNAL_KINDS, MAX_CHUNK, Choice, Inbound, Outbound, StepResult, split_text
 from .questionnaire import DEFAULT_PATH, Questionnaire, QuestionnaireError, load_questionnaire, parse_questionnaire
-from .services import Services, default_services
+from .services import Services, default_services, hamlet_source
 
 __all__ = [
     "DEFAULT_PATH",
+    "INTERNAL_KINDS",
     "MAX_CHUNK",
     "STATE_VERSION",
     "Choice",
@@ -28,6 +29,7 @@ __all__ = [
     "StepResult",
     "default_engine",
     "default_services",
+    "hamlet_source",
     "load_questionnaire",
     "parse_questionnaire",
     "split_text",

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["FieldSpec", "FIELD_SPECS"]
+__all__ = ["FIELD_SPECS", "HOUSEHOLD_DETAILS", "MEMBER_FIELD_SPECS", "FieldSpec"]
 
-Kind = Literal["bool", "int", "number", "money", "enum", "enum_list", "code"]
+Kind = Literal["bool", "int", "number", "money", "enum", "enum_list", "code", "members"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,4 +73,43 @@ FIELD_SPECS: Final[dict[str, FieldSpec]] = {
     "newly_escaped": _BOOL,
     "farm_household": _BOOL,
     "social_allowance_member": _BOOL,
+    # The detailed form: one entry per member (see MEMBER_FIELD_SPECS); the core derives the flags from it.
+    "members": FieldSpec("members"),
 }
+
+_SEXES = frozenset({"male", "female"})
+_EDUCATION = frozenset(
+    {
+        "none",
+        "primary",
+        "lower_secondary",
+        "upper_secondary",
+        "vocational_elementary",
+        "vocational_intermediate",
+        "college",
+        "university",
+        "enterprise_trained",
+    }
+)
+_WORK = frozenset(
+    {"wage_with_contract", "wage_without_contract", "self_employed", "family_farm", "unemployed", "not_in_labour_force"}
+)
+
+#: Fields of one ``members`` entry the roster questions may fill (``assessment.household.Member``).
+MEMBER_FIELD_SPECS: Final[dict[str, FieldSpec]] = {
+    "age": FieldSpec("int"),
+    "sex": FieldSpec("enum", _SEXES),
+    "health_insurance": _BOOL,
+    "malnourished": _BOOL,
+    "in_school": _BOOL,
+    "studying": _BOOL,
+    "education": FieldSpec("enum", _EDUCATION),
+    "work": FieldSpec("enum", _WORK),
+    "monthly_social_allowance": _BOOL,
+    "disability": _BOOL,
+    "pregnant_or_breastfeeding": _BOOL,
+}
+
+#: Personal details asked in share mode and collaborator mode. They are not part of the core's input: the engine
+#: sends them beside it (``assessment`` event, ``household``) and the store keeps them only for shared results.
+HOUSEHOLD_DETAILS: Final = ("hamlet", "household_head", "phone")

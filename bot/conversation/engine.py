@@ -15,13 +15,25 @@ Order of handling in a step:
 State shape (all JSON): ``v`` state version, ``qv`` questionnaire version, ``q`` current question id, ``sub``
 sub-step dict or None, ``overlay`` None | "paused" | "erase" | "expired", ``answers`` {id: {value, raw, ...}},
 ``history`` ids answered in order (for "quay lại"), ``mode`` "anonymous" | "share", ``tries`` bad answers in a
-row, ``done``, ``result`` {status, on}, ``started_at``, ``updated_at``.
+row, ``done``, ``result`` {status, on}, ``started_at``, ``updated_at``, ``offer`` the hamlet list shown with the
+hamlet question {q, options}.
+
+Collaborator mode adds: ``collab`` {user_id, name, communes, seq, paused: [household snapshots]} once the chat
+is linked to a collaborator account; ``hh`` {key, n} when the conversation at the top level is a household the
+collaborator enters (its answers and its result then carry provenance "collaborator"); ``link_guard``
+{fails: [times]} so that one chat cannot try link codes without end. The top level is always the household being
+worked on: "tạm dừng" moves it into ``collab.paused`` and "tiếp tục N" brings one back.
+
+Linking is two steps because the engine has no database: "liên kết 12345678" (or the bare 8-digit code where no
+number is expected) emits ``link {code}``; the pipeline redeems the code and steps the engine again with the
+internal inbound kind ``linked`` (payload: JSON {user_id, name, communes}) or ``link_failed``.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import logging
 import math
 import re
@@ -33,7 +45,8 @@ from typing import Any, Final
 
 from bot.parsing.text import fold
 
-from .messages import Choice, Inbound, Outbound, StepResult, split_text
+from . import details
+from .messages import INTERNAL_KINDS, Choice, Inbound, Outbound, StepResult, split_text
 from .questionnaire import DEFAULT_PATH, ChoiceSpec, Question, Questionnaire, load_questionnaire
 from .replies import NUMBER_REPLY, Reply, ReplyReader, read_inbound
 from .result import render_result, vnd
@@ -68,6 +81,29 @@ _YEAR_WORDS: Final = frozenset({"nam", "moi nam", "1 nam", "mot nam", "hang nam"
 _SMALL_INCOME: Final = 100_000
 #: Smallest amount one income source can plausibly bring in; below it the unit was left out.
 _MIN_SOURCE_AMOUNT: Final = 1_000
+#: A link code typed alone: 8 digits, maybe split in two groups of 4 (folded text).
+_BARE_CODE: Final = re.compile(r"^(\d{4}) ?(\d{4})$")
+#: Failed link codes allowed per chat within ``_LINK_WINDOW`` before further tries are refused.
+_LINK_MAX_FAILS: Final = 5
+_LINK_WINDOW: Final = dt.timedelta(hours=1)
+#: Households a collaborator may keep in progress at once (each one is a snapshot inside the saved state).
+_MAX_PAUSED: Final = 20
+#: State keys that belong to the household being worked on (what "tạm dừng" sets aside and "tiếp tục N" restores).
+_HOUSEHOLD_KEYS: Final = (
+    "q",
+    "sub",
+    "answers",
+    "history",
+    "mode",
+    "tries",
+    "done",
+    "result",
+    "started_at",
+    "updated_at",
+    "hh",
+)
+#: Question types whose reply is a number: a bare 8-digit message there is an answer, not a link code.
+_NUMERIC_TYPES: Final = frozenset({"int", "number", "money", "roster", "phone"})
 
 
 @dataclass(slots=True)
@@ -123,6 +159,10 @@ class Engine:
         self._erase_labels = {fold(self.qn.msg("erase_yes")): True, fold(self.qn.msg("erase_no")): False}
         self._period_labels = {fold(self.qn.msg("income_month")): "month", fold(self.qn.msg("income_year")): "year"}
         self._summary_ok = fold(self.qn.msg("summary_ok"))
+        # "liên kết 12345678", "lien ket ma 1234 5678"; "tiếp tục 2", "lam tiep ho so 2" (on folded text).
+        self._link_code = re.compile(rf"^(?:{_words(self.qn, 'link')})(?: ma(?: so)?)? ?(\d{{4}}) ?(\d{{4}})$")
+        self._resume_number = re.compile(rf"^(?:{_words(self.qn, 'resume')})(?: ho)?(?: so)? ?(\d{{1,3}})$")
+        self._detail_questions = {q.household: q.id for q in self.qn.linear if q.household is not None}
 
     # ------------------------------------------------------------------------------------------------------------
     # Public API
@@ -152,7 +192,7 @@ class Engine:
             if state.get("done"):
                 return "done"
             if not state.get("q"):
-                return "new"
+                return "collaborator" if state.get("collab") else "new"
             sub = state.get("sub")
             if isinstance(sub, Mapping):
                 kind = sub.get("kind")
@@ -180,7 +220,19 @@ class Engine:
             "expired_days": None,
             "started_at": stamp,
             "updated_at": stamp,
+            "offer": None,
+            "hh": None,
+            "collab": None,
+            "link_guard": None,
         }
+
+    def _blank(self, now: dt.datetime, keep: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A new conversation that keeps what outlives one: the collaborator link and the link-code guard."""
+        st = self.new_state(now)
+        if keep is not None:
+            st["collab"] = copy.deepcopy(keep.get("collab"))
+            st["link_guard"] = copy.deepcopy(keep.get("link_guard"))
+        return st
 
     def build_input(self, answers: Mapping[str, Mapping[str, Any]], on: dt.date) -> dict[str, Any]:
         """Return the household input (contract section 1, quick form) the answers add up to."""
@@ -215,6 +267,10 @@ class Engine:
                 value = [c.value for c in visible if c.sets is None and c.payload in chosen]
             elif q.type == "commune" and value is None:
                 continue  # "không biết": the area question fills the area instead
+            elif q.type == "roster":
+                if not isinstance(value, list):
+                    continue
+                value = [dict(m) for m in value if isinstance(m, Mapping)]
             if q.type == "money" and q.helper and isinstance(entry.get("sources"), Mapping):
                 self._tag_fills(q, entry["sources"], data)
             for f in q.fills:
@@ -227,17 +283,36 @@ class Engine:
         data["on"] = on.isoformat()
         return data
 
+    def household_details(self, answers: Mapping[str, Mapping[str, Any]], on: dt.date) -> dict[str, Any]:
+        """Return the share-mode details answered ({hamlet, household_head, phone}; None when skipped or not asked)."""
+        out: dict[str, Any] = {"hamlet": None, "household_head": None, "phone": None}
+        for q in self.qn.linear:
+            if q.household is None or not q.applies(answers, on):
+                continue
+            entry = answers.get(q.id)
+            value = entry.get("value") if isinstance(entry, Mapping) else None
+            if isinstance(value, str) and value:
+                out[q.household] = value
+        return out
+
     # ------------------------------------------------------------------------------------------------------------
     # The step
 
     def _step(self, state: dict[str, Any] | None, inbound: Inbound, now: dt.datetime) -> StepResult:
         st, fresh = self._load(state, now)
         turn = _Turn(st, now, self._reference_date(now))
+        if isinstance(inbound.kind, str) and inbound.kind in INTERNAL_KINDS:
+            self._internal(turn, inbound)
+            return self._result(turn)
         reply = read_inbound(inbound, self.qn.settings.max_answer_chars)
         if reply.kind == "unfollow":
             # The user left; channels may not deliver this, but every step answers something.
             turn.say(self.qn.msg("goodbye"))
             return self._result(turn, touch=False)
+        if self._link_request(turn, reply):
+            return self._result(turn)
+        if st.get("collab") and self._collab_command(turn, reply):
+            return self._result(turn)
         if fresh and st.get("overlay") is None:
             action = self.read.keyword(reply, accepts_yes=False)
             if action == "erase":
@@ -287,6 +362,13 @@ class Engine:
     def _dispatch(self, turn: _Turn, reply: Reply) -> None:
         st = turn.st
         action = self.read.keyword(reply, accepts_yes=self._accepts_yes(st))
+        if action in ("new_household", "households", "link") or (action == "unlink" and st.get("collab")):
+            action = None  # collaborator words (handled before) mean nothing special here
+        elif action == "unlink":
+            turn.say(self.qn.msg("not_linked"))
+            if st.get("q") and not st.get("done") and not st.get("overlay"):
+                self._render(turn, full=False)
+            return
         if action is not None:
             self._command(turn, action, reply)
             return
@@ -336,6 +418,8 @@ class Engine:
                 self._confirm_reply(turn, q, reply)
             elif kind == "pick":
                 self._pick_reply(turn, q, reply)
+            elif kind == "roster":
+                self._roster_reply(turn, q, reply)
             else:
                 self._sources_reply(turn, q, reply)
             return
@@ -348,6 +432,10 @@ class Engine:
             "money": self._money_answer,
             "commune": self._commune_answer,
             "summary": self._summary_answer,
+            "text": self._name_answer,
+            "phone": self._phone_answer,
+            "hamlet": self._hamlet_answer,
+            "roster": self._roster_count,
         }[q.type]
         handler(turn, q, reply)
 
@@ -394,12 +482,57 @@ class Engine:
             # the old questions is not resumed.
             st["sub"] = None
             st["qv"] = self.qn.version
+        self._load_collab(st, state, now)
         if q is not None and not valid_q:
             st["sub"] = None
             st["q"] = self._next_question(st["answers"], self._reference_date(now)).id if st["answers"] else None
         if st["q"] is None and not st["done"]:
             return st, True
         return st, False
+
+    def _load_collab(self, st: dict[str, Any], state: Mapping[str, Any], now: dt.datetime) -> None:
+        """Check the collaborator parts of a loaded state (hh, collab, offer, link_guard), repairing what is off."""
+        st["collab"] = _collab_ok(state.get("collab"))
+        hh = state.get("hh")
+        st["hh"] = (
+            {"key": hh["key"], "n": hh["n"]}
+            if isinstance(hh, Mapping)
+            and isinstance(hh.get("key"), str)
+            and 0 < len(hh["key"]) <= 16
+            and type(hh.get("n")) is int
+            and hh["n"] > 0
+            else None
+        )
+        consent = self.qn.consent.id
+        entry = st["answers"].get(consent)
+        if st["hh"] is not None and st["collab"] is None:
+            # A household of a collaborator whose link is gone: nobody can vouch for it any more.
+            blank = self.new_state(now)
+            for key in _HOUSEHOLD_KEYS:
+                st[key] = blank[key]
+            st["overlay"] = None
+        elif st["hh"] is not None:
+            # The consent of a collaborator's household is the collaborator's word: always shared.
+            st["answers"][consent] = {"value": "share", "raw": "", "collaborator": True}
+            st["mode"] = "share"
+        elif isinstance(entry, Mapping) and "collaborator" in entry:
+            st["answers"][consent] = {k: v for k, v in entry.items() if k != "collaborator"}
+        offer = state.get("offer")
+        st["offer"] = (
+            {"q": offer["q"], "options": list(offer["options"])}
+            if isinstance(offer, Mapping)
+            and isinstance(offer.get("q"), str)
+            and offer["q"] in self.qn.by_id
+            and isinstance(offer.get("options"), list)
+            and len(offer["options"]) <= details.MAX_HAMLET_OPTIONS
+            and all(isinstance(o, str) and details.detail_ok(o) for o in offer["options"])
+            else None
+        )
+        guard = state.get("link_guard")
+        fails = guard.get("fails") if isinstance(guard, Mapping) else None
+        st["link_guard"] = (
+            {"fails": [f for f in fails if isinstance(f, str)][-_LINK_MAX_FAILS:]} if isinstance(fails, list) else None
+        )
 
     def _sub_ok(self, q: Question, sub: Mapping[str, Any]) -> bool:
         """Check a saved sub-step against its question, so that a damaged state cannot make every step fail."""
@@ -414,6 +547,8 @@ class Engine:
             )
         if kind == "pick":
             return q.type == "commune" and _options_ok(sub.get("options"))
+        if kind == "roster":
+            return q.type == "roster" and self._roster_ok(q, sub)
         if kind == "sources" and q.helper:
             helper = self.qn.by_id[q.helper]
             picked = sub.get("picked")
@@ -469,6 +604,8 @@ class Engine:
             return False
         sub = st.get("sub")
         if sub is not None:
+            if sub.get("kind") == "roster":
+                return self.qn.by_id[sub["at"]].type == "yes_no"
             return sub.get("kind") == "confirm" or sub.get("stage") == "total"
         q = self.qn.by_id.get(st["q"])
         return q is not None and q.type in ("yes_no", "summary")
@@ -480,6 +617,9 @@ class Engine:
             return str(overlay)
         sub = st.get("sub")
         if sub is not None:
+            if sub["kind"] == "roster":
+                # Per member and question, so that a tap on an earlier member's button is seen as stale.
+                return f"{st['q']}.roster.{sub['i'] + 1}.{sub['at']}"
             return f"{st['q']}.{sub['kind']}"
         return str(st.get("q"))
 
@@ -503,10 +643,13 @@ class Engine:
             turn.say(qn.msg("done_hint") + "\n" + qn.msg("commands"))
             return
         if action == "restart":
+            if st.get("hh") and st.get("collab"):
+                self._restart_household(turn)
+                return
             if st.get("q") or st.get("done") or st.get("answers"):
                 turn.events.append({"type": "restart"})
                 turn.say(qn.msg("restarted"))
-            turn.st = self.new_state(turn.now)
+            turn.st = self._blank(turn.now, st)
             self._greet(turn)
         elif action == "erase":
             st["overlay"] = "erase"
@@ -538,10 +681,19 @@ class Engine:
             turn.say(qn.msg("commands"))
             self._render(turn, full=True)
             return
-        q = qn.by_id[st["q"]]
-        helper = qn.by_id[q.helper] if (st.get("sub") or {}).get("kind") == "sources" and q.helper else q
+        helper = self._help_question(st)
         turn.say(f"{helper.help}\n\n{qn.msg('commands')}")
         self._render(turn, full=False)
+
+    def _help_question(self, st: Mapping[str, Any]) -> Question:
+        """The question whose help text fits the current step: the income helper, a member question, or the question."""
+        q = self.qn.by_id[st["q"]]
+        sub = st.get("sub") or {}
+        if sub.get("kind") == "sources" and q.helper:
+            return self.qn.by_id[q.helper]
+        if sub.get("kind") == "roster":
+            return self.qn.by_id[sub["at"]]
+        return q
 
     def _back(self, turn: _Turn) -> None:
         st = turn.st
@@ -559,6 +711,9 @@ class Engine:
             self._greet(turn)
             return
         if st.get("sub") is not None:
+            if st["sub"].get("kind") == "roster" and st["sub"]["trail"]:
+                self._roster_back(turn)
+                return
             st["sub"] = None
             self._render(turn, full=True)
             return
@@ -605,7 +760,10 @@ class Engine:
             answer = self._erase_labels.get(reply.folded)
         if answer is True:
             turn.events.append({"type": "erase"})
+            # Erasing also ends the collaborator link (the store clears it too); the link-code guard stays.
+            guard = copy.deepcopy(turn.st.get("link_guard"))
             turn.st = self.new_state(turn.now)
+            turn.st["link_guard"] = guard
             turn.say(self.qn.msg("erased"))
         elif answer is False:
             turn.st["overlay"] = None
@@ -614,6 +772,8 @@ class Engine:
                 turn.say(self.qn.msg("done_hint"))
             elif turn.st.get("q"):
                 self._render(turn, full=True)
+            elif turn.st.get("collab"):
+                self._collab_menu(turn, hello=False)
             else:
                 self._greet(turn)
         else:
@@ -626,12 +786,20 @@ class Engine:
             self._correct(turn, int(match.group(1)))
             return
         turn.say(self.qn.msg("done_hint"))
+        if turn.st.get("collab"):
+            self._collab_menu(turn, hello=False)
 
     # ------------------------------------------------------------------------------------------------------------
     # Rendering
 
     def _render(self, turn: _Turn, *, full: bool, lead: str | None = None) -> None:
         """Say the current step: the whole question (``full``) or its short form."""
+        st = turn.st
+        if not st.get("overlay") and st.get("q") and not st.get("done"):
+            q = self.qn.by_id[st["q"]]
+            if q.type == "hamlet" and st.get("sub") is None:
+                # The list is fetched when the question is shown and kept, so that "2" means what was shown.
+                st["offer"] = {"q": q.id, "options": self._hamlet_options(st)}
         text, choices = self.views.view(turn.st, turn.on, full)
         turn.say(f"{lead}\n{text}" if lead else text, choices)
 
@@ -645,8 +813,7 @@ class Engine:
             st["tries"] = int(st.get("tries", 0)) + 1
         if st["tries"] > self.qn.settings.max_reasks:
             st["tries"] = 0
-            q = self.qn.by_id[st["q"]]
-            helper = self.qn.by_id[q.helper] if (st.get("sub") or {}).get("kind") == "sources" and q.helper else q
+            helper = self._help_question(st)
             turn.say(f"{hint}\n{self.qn.msg('offer_help')}\n{helper.help}")
             self._render(turn, full=True)
             return
@@ -667,7 +834,12 @@ class Engine:
         if detail:
             entry.update(detail)
         st["answers"][q.id] = entry
-        turn.events.append({"type": "answer", "question_id": q.id, "value": value, "raw": raw})
+        event: dict[str, Any] = {"type": "answer", "question_id": q.id, "value": value, "raw": raw}
+        collab = st.get("collab")
+        if st.get("hh") and collab:
+            event.update(provenance="collaborator", collaborator=collab["name"])
+        turn.events.append(event)
+        st["offer"] = None
         self._moved(turn, q, note)
 
     def _moved(self, turn: _Turn, q: Question, note: str | None) -> None:
@@ -717,7 +889,7 @@ class Engine:
     def _consent(self, turn: _Turn, q: Question, choice: ChoiceSpec, reply: Reply) -> None:
         qn = self.qn
         if choice.payload == "decline":
-            turn.st = self.new_state(turn.now)
+            turn.st = self._blank(turn.now, turn.st)
             turn.say(qn.msg("declined"))
             return
         mode = choice.payload
@@ -906,6 +1078,551 @@ class Engine:
     @staticmethod
     def _allows_zero(q: Question) -> bool:
         return q.validation is None or q.validation.min is None or q.validation.min <= 0
+
+    # -- share-mode details --------------------------------------------------------------------------------------
+
+    def _skip(self, turn: _Turn, q: Question, reply: Reply, hint: str) -> bool:
+        """Handle "bỏ qua" (and stray buttons) on a detail question; True when the reply was dealt with.
+
+        Skipping records the answer None where the question is optional; where it is required (a collaborator
+        must give the hamlet and the name) it is refused with ``hint``, never taken as the name "bỏ qua".
+        """
+        if reply.payload == "skip" or (reply.payload is None and reply.folded in self.qn.words["skip"]):
+            if q.skippable(turn.st["answers"], turn.on):
+                self._commit(turn, q, None, reply.raw)
+            else:
+                self._reject(turn, hint)
+            return True
+        if reply.payload is not None:
+            self._reject(turn, self.qn.msg("hint_stale"), count=False)
+            return True
+        return False
+
+    def _name_answer(self, turn: _Turn, q: Question, reply: Reply) -> None:
+        hint = self.qn.msg("hint_name")
+        if self._skip(turn, q, reply, hint):
+            return
+        name = details.clean_name(reply.text)
+        if name is None:
+            self._reject(turn, hint)
+            return
+        self._commit(turn, q, name, reply.raw)
+
+    def _phone_answer(self, turn: _Turn, q: Question, reply: Reply) -> None:
+        hint = self.qn.msg("hint_phone")
+        if self._skip(turn, q, reply, hint):
+            return
+        phone = details.normalize_phone(reply.text)
+        if phone is None:
+            self._reject(turn, hint)
+            return
+        self._commit(turn, q, phone, reply.raw)
+
+    def _hamlet_answer(self, turn: _Turn, q: Question, reply: Reply) -> None:
+        offer = turn.st.get("offer")
+        options: list[str] = list(offer["options"]) if offer is not None and offer["q"] == q.id else []
+        hint = self.qn.msg("hint_hamlet", n=len(options)) if options else self.qn.msg("hint_hamlet_name")
+        if reply.payload is not None and reply.payload.isdigit() and options:
+            n = int(reply.payload)
+            if 1 <= n <= len(options):
+                self._commit(turn, q, options[n - 1], reply.raw)
+            else:
+                self._reject(turn, self.qn.msg("hint_stale"), count=False)
+            return
+        if self._skip(turn, q, reply, hint):
+            return
+        if options:
+            number = NUMBER_REPLY.match(reply.folded)
+            if number:
+                n = int(number.group(1))
+                if 1 <= n <= len(options):
+                    self._commit(turn, q, options[n - 1], reply.raw)
+                else:
+                    self._reject(turn, hint)
+                return
+            known = details.match_hamlet(reply.folded, options)
+            if known is not None:
+                self._commit(turn, q, known, reply.raw)
+                return
+        # Not on the commune's list (or the commune keeps none): kept as typed; officials may add it to the list.
+        name = details.clean_hamlet(reply.text)
+        if name is None:
+            self._reject(turn, hint)
+            return
+        self._commit(turn, q, name, reply.raw)
+
+    def _hamlet_options(self, st: Mapping[str, Any]) -> list[str]:
+        """The hamlets of the commune answered, to offer as numbered choices (none: the name is typed)."""
+        commune = st["answers"].get("commune") or {}
+        code = commune.get("value") if isinstance(commune, Mapping) else None
+        if not isinstance(code, str) or not code:
+            return []
+        names: list[str] = []
+        for name in self.services.hamlets(code) or []:
+            clean = details.clean_hamlet(name) if isinstance(name, str) else None
+            if clean is not None and clean not in names:
+                names.append(clean)
+        return names if len(names) <= details.MAX_HAMLET_OPTIONS else []
+
+    # -- detailed mode: the member roster ------------------------------------------------------------------------
+
+    def _roster_count(self, turn: _Turn, q: Question, reply: Reply) -> None:
+        """The roster's first answer: how many members; then the member questions, member by member."""
+        if reply.payload is not None:
+            self._reject(turn, self.qn.msg("hint_stale"), count=False)
+            return
+        value = self.services.parse_int(reply.text) if reply.text else None
+        if value is None:
+            self._reject(turn, self._invalid(q, "hint_int"))
+            return
+        if not self._check_bounds(turn, q, value):
+            return
+        turn.st["sub"] = {"kind": "roster", "n": value, "i": 0, "at": q.roster[0], "members": [{}], "trail": []}
+        turn.st["tries"] = 0
+        self._render(turn, full=True)
+
+    def _roster_reply(self, turn: _Turn, q: Question, reply: Reply) -> None:
+        sub = turn.st["sub"]
+        mq = self.qn.by_id[sub["at"]]
+        fields = self._member_fields(turn, mq, reply)
+        if fields is None:
+            return
+        sub["members"][sub["i"]].update(fields)
+        # What this answer set, so "quay lại" can take exactly it back.
+        sub["trail"].append([sub["i"], mq.id, sorted(fields)])
+        del sub["trail"][:-_MAX_HISTORY]
+        turn.st["tries"] = 0
+        self._roster_advance(turn, q)
+
+    def _member_fields(self, turn: _Turn, mq: Question, reply: Reply) -> dict[str, Any] | None:
+        """Read one member answer into member fields; None after re-asking when the reply does not fit."""
+        spec = mq.member
+        assert spec is not None
+        qn = self.qn
+        if mq.type == "int":  # the age, maybe with the sex ("nam 45")
+            if reply.payload is not None:
+                self._reject(turn, qn.msg("hint_stale"), count=False)
+                return None
+            text = reply.accented if reply.has_accents else reply.folded
+            rest, sex = details.split_age_sex(text, accented=reply.has_accents)
+            # With a sex word the age is what is left ("nam" alone is no age); without one, the whole reply.
+            age = self.services.parse_int(rest if sex is not None else reply.text) if rest or sex is None else None
+            if age is None:
+                self._reject(turn, self._invalid(mq, "hint_int"))
+                return None
+            if not self._check_bounds(turn, mq, age):
+                return None
+            out: dict[str, Any] = {"age": age}
+            if sex is not None:
+                out["sex"] = sex
+            return out
+        if mq.type == "yes_no":
+            answer = self.read.yes_no(reply)
+            if answer is None:
+                self._reject(turn, qn.msg("hint_yes_no"))
+                return None
+            return {str(spec.field): mq.yes_value if answer else mq.no_value}
+        if mq.type == "choice":
+            choice = self.read.choice(mq, mq.choices, reply)
+            if choice is None:
+                self._reject(turn, qn.msg("hint_choice", n=len(mq.choices)))
+                return None
+            return {str(spec.field): choice.value}
+        picked = self.read.multi(mq, mq.choices, reply)
+        if picked is None:
+            self._reject(turn, qn.msg("hint_multi", n=len(mq.choices)))
+            return None
+        return {str(c.sets): c in picked for c in mq.choices if c.sets}
+
+    def _roster_advance(self, turn: _Turn, q: Question) -> None:
+        """Go to the next member question that applies, the next member, or record the roster."""
+        sub = turn.st["sub"]
+        order = q.roster
+        member = sub["members"][sub["i"]]
+        for mid in order[order.index(sub["at"]) + 1 :]:
+            spec = self.qn.by_id[mid].member
+            if spec is not None and spec.applies(member):
+                sub["at"] = mid
+                self._render(turn, full=True)
+                return
+        sub["i"] += 1
+        if sub["i"] >= sub["n"]:
+            members = [dict(m) for m in sub["members"]]
+            raw = "; ".join(self.views.member_text(m) for m in members)
+            self._commit(turn, q, members, raw, note=self.qn.msg("roster_done", n=len(members)))
+            return
+        sub["members"].append({})
+        sub["at"] = order[0]
+        self._render(turn, full=True)
+
+    def _roster_back(self, turn: _Turn) -> None:
+        """Take back the last roster answer and ask its question again."""
+        sub = turn.st["sub"]
+        i, mid, fields = sub["trail"].pop()
+        del sub["members"][i + 1 :]
+        for name in fields:
+            sub["members"][i].pop(name, None)
+        sub["i"] = i
+        sub["at"] = mid
+        self._render(turn, full=True)
+
+    def _roster_ok(self, q: Question, sub: Mapping[str, Any]) -> bool:
+        """Check a saved roster sub-step (a damaged one restarts the roster at its count question)."""
+        n, i, at, members, trail = (sub.get(k) for k in ("n", "i", "at", "members", "trail"))
+        limit = q.validation.max if q.validation is not None and q.validation.max is not None else 50
+        if type(n) is not int or not 1 <= n <= limit or type(i) is not int or not 0 <= i < n:
+            return False
+        if at not in q.roster or not isinstance(members, list) or len(members) != i + 1:
+            return False
+        if not all(details.member_ok(m) for m in members):
+            return False
+        # Members before the current one are complete (they have an age); the current one has its age unless it
+        # is being asked right now.
+        if not all(type(m.get("age")) is int for m in members[:i]):
+            return False
+        if at != q.roster[0] and type(members[i].get("age")) is not int:
+            return False
+        return isinstance(trail, list) and all(
+            isinstance(t, list)
+            and len(t) == 3
+            and type(t[0]) is int
+            and 0 <= t[0] <= i
+            and t[1] in q.roster
+            and isinstance(t[2], list)
+            and all(isinstance(f, str) for f in t[2])
+            for t in trail
+        )
+
+    # -- linking a chat to a collaborator account ----------------------------------------------------------------
+
+    def _link_request(self, turn: _Turn, reply: Reply) -> bool:
+        """"liên kết 12345678" (or the bare code where no number is expected): emit ``link`` for the pipeline."""
+        if reply.kind != "text" or reply.payload is not None or not reply.folded or reply.too_long:
+            return False
+        code: str | None = None
+        match = self._link_code.match(reply.folded)
+        if match is None and not self._expects_number(turn.st):
+            match = _BARE_CODE.match(reply.folded)
+        if match is not None:
+            code = match.group(1) + match.group(2)
+        elif self.read.keyword(reply, accepts_yes=False) == "link":
+            turn.say(self.qn.msg("link_usage"))
+            self._where_now(turn)
+            return True
+        else:
+            return False
+        if self._link_blocked(turn):
+            turn.say(self.qn.msg("link_blocked"))
+            self._where_now(turn)
+            return True
+        turn.events.append({"type": "link", "code": code})
+        turn.say(self.qn.msg("link_checking"))
+        return True
+
+    def _expects_number(self, st: Mapping[str, Any]) -> bool:
+        """Whether the current step reads a number (an 8-digit reply there is an amount, not a link code)."""
+        if st.get("overlay") or st.get("done") or not st.get("q"):
+            return False
+        q = self.qn.by_id[st["q"]]
+        sub = st.get("sub")
+        if sub is not None:
+            if sub["kind"] == "sources":
+                return sub["stage"] in ("amount", "period")
+            if sub["kind"] == "roster":
+                return self.qn.by_id[sub["at"]].type == "int"
+            return sub["kind"] == "confirm"  # a new amount may replace the one read back
+        return q.type in _NUMERIC_TYPES
+
+    def _recent_fails(self, st: Mapping[str, Any], now: dt.datetime) -> list[str]:
+        guard = st.get("link_guard") or {}
+        recent = []
+        for stamp in guard.get("fails") or []:
+            elapsed = self._elapsed({"updated_at": stamp}, now)
+            if elapsed is not None and elapsed < _LINK_WINDOW:
+                recent.append(stamp)
+        return recent
+
+    def _link_blocked(self, turn: _Turn) -> bool:
+        return len(self._recent_fails(turn.st, turn.now)) >= _LINK_MAX_FAILS
+
+    def _internal(self, turn: _Turn, inbound: Inbound) -> None:
+        """What the pipeline reports: the link code was redeemed (``linked``) or not, or the link was removed."""
+        st = turn.st
+        qn = self.qn
+        kind = inbound.kind
+        if kind == "linked":
+            info = _link_info(inbound.payload)
+            if info is not None:
+                self._linked(turn, info)
+                return
+            kind = "link_failed"  # an outcome the engine cannot read links nothing
+        if kind == "link_failed":
+            fails = self._recent_fails(st, turn.now) + [turn.now.isoformat()]
+            st["link_guard"] = {"fails": fails[-_LINK_MAX_FAILS:]}
+            turn.say(qn.msg("link_failed"))
+            self._where_now(turn)
+            return
+        if st.get("collab") is None:
+            turn.say(qn.msg("not_linked"))
+        else:
+            self._drop_collab(turn)
+            turn.say(qn.msg("unlinked"))
+        self._where_now(turn)
+
+    def _linked(self, turn: _Turn, info: Mapping[str, Any]) -> None:
+        st = turn.st
+        old = st.get("collab")
+        if old is not None and old["user_id"] == info["user_id"]:
+            old.update(name=info["name"], communes=info["communes"])
+        else:
+            if st.get("hh"):
+                self._clear_household(turn)  # another account's household: not this collaborator's to finish
+            st["collab"] = {**info, "seq": 0, "paused": []}
+        st["link_guard"] = None
+        turn.say(self.qn.msg("link_ok", name=info["name"]))
+        if self._in_progress(st) and (self._answered(st) > 0 or st.get("hh")):
+            self._render(turn, full=True)  # their own assessment (or a household) in progress goes on
+        else:
+            self._clear_household(turn)
+            self._collab_menu(turn, hello=False)
+
+    def _drop_collab(self, turn: _Turn) -> None:
+        """Forget the collaborator link and the households entered under it (answers already recorded stay).
+
+        The person's own assessment, if one was set aside, comes back: it was never the account's.
+        """
+        st = turn.st
+        collab = st.get("collab") or {}
+        own = next((p for p in collab.get("paused", []) if not p.get("hh")), None)
+        if st.get("hh"):
+            self._clear_household(turn)
+        st["collab"] = None
+        if own is not None and not self._in_progress(st):
+            merged = {**self.new_state(turn.now), **own}
+            merged.update(v=STATE_VERSION, collab=None, hh=None, link_guard=st.get("link_guard"), overlay=None)
+            restored, fresh = self._load(merged, turn.now)
+            if not fresh:
+                turn.st = restored
+
+    def _where_now(self, turn: _Turn) -> None:
+        """After an interjection (link messages), show the step the person is at, if any."""
+        st = turn.st
+        if st.get("overlay") or self._in_progress(st):
+            self._render(turn, full=True)
+        elif st.get("collab"):
+            self._collab_menu(turn, hello=False)
+
+    # -- collaborator mode ---------------------------------------------------------------------------------------
+
+    def _collab_command(self, turn: _Turn, reply: Reply) -> bool:
+        """A linked collaborator's commands (hộ mới, danh sách, tiếp tục N, tạm dừng, hủy liên kết)."""
+        st = turn.st
+        if st.get("overlay") == "erase":
+            return False  # the erase question is answered first
+        idle = not st.get("q") and not st.get("done")
+        action: str | None = None
+        number: int | None = None
+        key: str | None = None
+        keyword: str | None = None
+        if reply.payload is not None:
+            if reply.prefix == "collab":
+                action = {"new": "new_household", "list": "households"}.get(reply.payload, "resume")
+                key = reply.payload if action == "resume" else None
+            elif reply.prefix == "cmd" and reply.payload in ("new_household", "households", "unlink"):
+                action = reply.payload
+        elif reply.kind == "text" and reply.folded:
+            match = self._resume_number.match(reply.folded)
+            if match:
+                action, number = "resume", int(match.group(1))
+            else:
+                keyword = self.read.keyword(reply, accepts_yes=self._accepts_yes(st))
+                if keyword in ("new_household", "households", "unlink", "pause"):
+                    action = keyword
+                elif keyword == "resume" and (idle or st.get("done")):
+                    action = "resume"
+        if action is None:
+            if idle and keyword != "erase":
+                self._collab_menu(turn, hello=True)
+                return True
+            return False
+        if action == "new_household":
+            self._new_household(turn)
+        elif action == "households":
+            self._list_households(turn)
+        elif action == "unlink":
+            turn.events.append({"type": "unlink"})
+            self._drop_collab(turn)
+            turn.say(self.qn.msg("unlinked"))
+            self._where_now(turn)
+        elif action == "pause":
+            if self._in_progress(st):
+                label = self._label(st)
+                self._park(turn)
+                turn.say(self.qn.msg("collab_paused", label=label))
+            self._collab_menu(turn, hello=False)
+        else:
+            self._resume_household(turn, number=number, key=key)
+        return True
+
+    def _collab_menu(self, turn: _Turn, *, hello: bool) -> None:
+        qn = self.qn
+        collab = turn.st["collab"]
+        lines = [qn.msg("collab_hello", name=collab["name"])] if hello else []
+        if collab["paused"]:
+            lines.append(self._households_text(collab["paused"]))
+        lines.append(qn.msg("collab_menu"))
+        turn.say(
+            "\n".join(lines),
+            [Choice(qn.msg("collab_new_button"), "collab:new"), Choice(qn.msg("collab_list_button"), "collab:list")],
+        )
+
+    @staticmethod
+    def _in_progress(st: Mapping[str, Any]) -> bool:
+        return bool(st.get("q")) and not st.get("done")
+
+    def _answered(self, st: Mapping[str, Any]) -> int:
+        consent = self.qn.consent.id
+        answers = st.get("answers")
+        return sum(1 for k in answers if k != consent) if isinstance(answers, Mapping) else 0
+
+    def _label(self, st: Mapping[str, Any]) -> str:
+        """How a household is named to the collaborator: "hộ số 3: Nguyễn Văn An, Ấp Phú Lợi"."""
+        hh = st.get("hh")
+        if not isinstance(hh, Mapping):
+            return self.qn.msg("collab_self")
+        label = self.qn.msg("collab_household", n=hh.get("n", "?"))
+        raw_answers = st.get("answers")
+        answers: Mapping[str, Any] = raw_answers if isinstance(raw_answers, Mapping) else {}
+        parts = []
+        for detail in ("household_head", "hamlet"):
+            qid = self._detail_questions.get(detail)
+            entry = answers.get(qid) if qid else None
+            value = entry.get("value") if isinstance(entry, Mapping) else None
+            if isinstance(value, str) and value:
+                parts.append(value)
+        return f"{label}: {', '.join(parts)}" if parts else label
+
+    def _clear_household(self, turn: _Turn) -> None:
+        """Empty the top level (the household being worked on), keeping the link."""
+        st = turn.st
+        blank = self.new_state(turn.now)
+        for key in _HOUSEHOLD_KEYS:
+            st[key] = blank[key]
+        st.update(overlay=None, offer=None, expired_days=None)
+
+    def _park(self, turn: _Turn) -> None:
+        """Set the household being worked on aside (if anything was answered), leaving the top level empty."""
+        st = turn.st
+        if self._in_progress(st) and self._answered(st) > 0:
+            snapshot = {key: copy.deepcopy(st[key]) for key in _HOUSEHOLD_KEYS}
+            snapshot["qv"] = st["qv"]  # a household kept across a questionnaire change resumes at its question
+            paused = st["collab"]["paused"]
+            if st.get("hh") is None:
+                # The collaborator's own self-assessment: at most one is kept.
+                paused[:] = [p for p in paused if p.get("hh")]
+            paused.append(snapshot)
+        self._clear_household(turn)
+
+    def _new_household(self, turn: _Turn) -> None:
+        st = turn.st
+        qn = self.qn
+        collab = st["collab"]
+        parks = self._in_progress(st) and self._answered(st) > 0
+        if parks and len(collab["paused"]) >= _MAX_PAUSED:
+            turn.say(qn.msg("collab_too_many", max=_MAX_PAUSED))
+            self._where_now(turn)
+            return
+        if parks:
+            turn.say(qn.msg("collab_paused", label=self._label(st)))
+        self._park(turn)
+        collab["seq"] += 1
+        hh = {"key": f"h{collab['seq']}", "n": collab["seq"]}
+        self._start_household(turn, hh, qn.msg("collab_new", label=qn.msg("collab_household", n=hh["n"])))
+
+    def _restart_household(self, turn: _Turn) -> None:
+        label = self._label(turn.st)
+        self._start_household(turn, dict(turn.st["hh"]), self.qn.msg("collab_restarted", label=label))
+
+    def _start_household(self, turn: _Turn, hh: dict[str, Any], lead: str) -> None:
+        """Begin a household for the collaborator: always shared, so the consent is answered for it."""
+        st = turn.st
+        self._clear_household(turn)
+        st["hh"] = hh
+        st["mode"] = "share"
+        st["answers"] = {self.qn.consent.id: {"value": "share", "raw": "", "collaborator": True}}
+        st["q"] = self._next_question(st["answers"], turn.on).id
+        self._render(turn, full=True, lead=lead)
+
+    def _households_text(self, paused: Sequence[Mapping[str, Any]]) -> str:
+        qn = self.qn
+        lines = [qn.msg("collab_list_title")]
+        for snapshot in sorted(paused, key=lambda p: self._number(p) or 0):
+            lines.append(
+                qn.msg(
+                    "collab_list_item",
+                    n=self._number(snapshot) or "",
+                    label=self._label(snapshot),
+                    answered=self._answered(snapshot),
+                )
+            )
+        return "\n".join(lines)
+
+    def _list_households(self, turn: _Turn) -> None:
+        qn = self.qn
+        st = turn.st
+        paused = st["collab"]["paused"]
+        if not paused:
+            turn.say(qn.msg("collab_list_empty") + "\n" + qn.msg("collab_menu"))
+        else:
+            ordered = sorted(paused, key=lambda p: self._number(p) or 0)
+            buttons = [Choice(self._label(p)[:60], f"collab:{self._key(p)}") for p in ordered[:10]]
+            example = next((n for n in map(self._number, paused) if n is not None), 1)
+            turn.say(self._households_text(paused) + "\n" + qn.msg("collab_list_footer", n=example), buttons)
+        if self._in_progress(st) or st.get("overlay"):
+            self._render(turn, full=False)
+
+    @staticmethod
+    def _number(snapshot: Mapping[str, Any]) -> int | None:
+        """The household's number ("hộ số 3"): what "tiếp tục 3" names, stable however the list changes."""
+        hh = snapshot.get("hh")
+        n = hh.get("n") if isinstance(hh, Mapping) else None
+        return n if type(n) is int else None
+
+    @staticmethod
+    def _key(snapshot: Mapping[str, Any]) -> str:
+        hh = snapshot.get("hh")
+        return str(hh.get("key")) if isinstance(hh, Mapping) and hh.get("key") else "self"
+
+    def _resume_household(self, turn: _Turn, *, number: int | None, key: str | None) -> None:
+        qn = self.qn
+        st = turn.st
+        paused = st["collab"]["paused"]
+        index: int | None = None
+        if key is not None:
+            index = next((i for i, p in enumerate(paused) if self._key(p) == key), None)
+        elif number is not None:
+            index = next((i for i, p in enumerate(paused) if self._number(p) == number), None)
+            if index is None:
+                turn.say(qn.msg("collab_bad_number", n=number, max=len(paused)))
+                self._list_households(turn)
+                return
+        elif len(paused) == 1:
+            index = 0
+        if index is None:  # several to choose from, none, or a stale button
+            self._list_households(turn)
+            return
+        snapshot = paused.pop(index)
+        self._park(turn)
+        merged = {**self.new_state(turn.now), **snapshot}
+        merged.update(v=STATE_VERSION, collab=st["collab"], link_guard=st["link_guard"], overlay=None)
+        restored, fresh = self._load(merged, turn.now)
+        if fresh or restored.get("collab") is None or restored.get("done"):
+            # A snapshot the current questionnaire cannot continue: dropped rather than failing every time.
+            self._list_households(turn)
+            return
+        turn.st = restored
+        turn.say(qn.msg("collab_resumed", label=self._label(restored)))
+        self._render(turn, full=True)
 
     # -- commune ----------------------------------------------------------------------------------------------------
 
@@ -1150,9 +1867,20 @@ class Engine:
         data, res = result
         st["done"] = True
         st["result"] = {"status": res.get("status"), "on": turn.on.isoformat()}
-        turn.events.append({"type": "assessment", "input": data, "result": res})
+        event: dict[str, Any] = {"type": "assessment", "input": data, "result": res}
+        if st.get("mode") == "share":
+            # Personal details go beside the input, never into it: the core and the statistics never see them.
+            event["household"] = self.household_details(answers, turn.on)
+        collab = st.get("collab")
+        if st.get("hh") and collab:
+            event.update(
+                provenance="collaborator", collaborator=collab["name"], collaborator_user_id=collab["user_id"]
+            )
+        turn.events.append(event)
         turn.assessment = res
         turn.say(render_result(self.qn, res, share=st.get("mode") == "share"))
+        if st.get("hh") and collab:
+            turn.say(self.qn.msg("collab_saved", label=self._label(st)) + "\n" + self.qn.msg("collab_menu"))
 
     def _assess(self, turn: _Turn, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Run the legal core; on invalid input, re-ask the question the core complains about."""
@@ -1187,6 +1915,34 @@ class Engine:
 _MISSING: Final = object()
 
 
+def _words(qn: Questionnaire, action: str) -> str:
+    """A regex alternation of the folded keywords of ``action`` (longest first, so none is cut short)."""
+    words = sorted((w for w, a in qn.keyword_plain.items() if a == action), key=len, reverse=True)
+    return "|".join(re.escape(w) for w in words)
+
+
+def _link_info(payload: Any) -> dict[str, Any] | None:
+    """Read the pipeline's ``linked`` payload (JSON {user_id, name, communes}); None when it is not usable."""
+    if not isinstance(payload, str) or len(payload) > 10_000:
+        return None
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(data, Mapping):
+        return None
+    user_id = data.get("user_id")
+    name = data.get("name")
+    if type(user_id) is not int or not isinstance(name, str) or not name.strip():
+        return None
+    communes = data.get("communes")
+    return {
+        "user_id": user_id,
+        "name": " ".join(name.split())[: details.MAX_DETAIL_CHARS],
+        "communes": [c for c in communes if isinstance(c, str)][:50] if isinstance(communes, list) else [],
+    }
+
+
 def _valid_answer(q: Question, value: Any) -> bool:
     """Check that a saved answer still fits its question (a changed questionnaire, or a damaged state)."""
     if value is _MISSING:
@@ -1206,7 +1962,40 @@ def _valid_answer(q: Question, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind == "commune":
         return value is None or isinstance(value, str)
+    if kind in ("text", "hamlet"):
+        return details.detail_ok(value)
+    if kind == "phone":
+        return details.phone_ok(value)
+    if kind == "roster":
+        return (
+            isinstance(value, list)
+            and 0 < len(value) <= 100
+            and all(details.member_ok(m) and type(m.get("age")) is int for m in value)
+        )
     return False
+
+
+def _collab_ok(collab: Any) -> dict[str, Any] | None:
+    """Check the saved collaborator link; None (not linked) when it is damaged."""
+    if not isinstance(collab, Mapping):
+        return None
+    user_id = collab.get("user_id")
+    name = collab.get("name")
+    if type(user_id) is not int or not isinstance(name, str) or not name.strip():
+        return None
+    communes = collab.get("communes")
+    paused = collab.get("paused")
+    seq = collab.get("seq")
+    return {
+        "user_id": user_id,
+        "name": name.strip()[: details.MAX_DETAIL_CHARS],
+        "communes": [c for c in communes if isinstance(c, str)][:50] if isinstance(communes, list) else [],
+        "seq": seq if type(seq) is int and seq >= 0 else 0,
+        # Each snapshot is checked in full when it is resumed (through _load), so only its shape is checked here.
+        "paused": [copy.deepcopy(dict(p)) for p in paused if isinstance(p, Mapping)][:_MAX_PAUSED]
+        if isinstance(paused, list)
+        else [],
+    }
 
 
 def _options_ok(options: Any) -> bool:

@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from collections.abc import Callable
 
-__all__ = ["Inbound", "Outbound", "Choice", "StepResult", "split_text", "MAX_CHUNK", "INBOUND_KINDS"]
+__all__ = [
+    "INBOUND_KINDS",
+    "INTERNAL_KINDS",
+    "MAX_CHUNK",
+    "Choice",
+    "Inbound",
+    "Outbound",
+    "StepResult",
+    "split_text",
+]
 
 #: Longest text of one outbound message. Zalo's OA text limit is 2,000 characters and the other channels allow
 #: more, so one limit keeps every channel adapter free of splitting logic.
@@ -14,6 +23,11 @@ MAX_CHUNK: Final = 2000
 
 #: Kinds of inbound events a channel may hand over.
 INBOUND_KINDS: Final = frozenset({"text", "payload", "media", "sticker", "follow", "unfollow", "unsupported"})
+
+#: Kinds only the pipeline sends, to tell the engine what became of its ``link`` event (or that the account link
+#: was removed elsewhere). ``linked`` carries ``payload`` = JSON ``{"user_id", "name", "communes"}``. A channel
+#: must never hand these over: the pipeline turns them into ``unsupported`` when they come from outside.
+INTERNAL_KINDS: Final = frozenset({"linked", "link_failed", "unlinked"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +68,7 @@ class StepResult:
     """What one ``Engine.step`` produced.
 
     ``state`` is JSON-serialisable and replaces the saved state; ``events`` are for the store to persist
-    (dicts with a ``type``: answer, consent, assessment, erase, restart, pause); ``question_id`` is the question
+    (dicts with a ``type``: answer, consent, assessment, erase, restart, pause, link, unlink); ``question_id`` is the question
     now awaiting an answer (None when there is none); ``done`` is true once the result has been given;
     ``assessment`` is the result dict when this step produced one.
     """

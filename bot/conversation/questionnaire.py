@@ -23,13 +23,14 @@ import yaml
 
 from bot.parsing.text import fold
 
-from .contract import FIELD_SPECS, FieldSpec
+from .contract import FIELD_SPECS, HOUSEHOLD_DETAILS, MEMBER_FIELD_SPECS, FieldSpec
 
 __all__ = [
     "DEFAULT_PATH",
     "ChoiceSpec",
     "Condition",
     "Fill",
+    "MemberSpec",
     "Question",
     "Questionnaire",
     "QuestionnaireError",
@@ -44,13 +45,45 @@ __all__ = [
 DEFAULT_PATH: Final = Path(__file__).resolve().parent.parent / "data" / "questionnaire.yaml"
 
 QUESTION_TYPES: Final = frozenset(
-    {"yes_no", "choice", "multi_choice", "int", "number", "money", "commune", "income_sources", "summary"}
+    {
+        "yes_no",
+        "choice",
+        "multi_choice",
+        "int",
+        "number",
+        "money",
+        "commune",
+        "income_sources",
+        "summary",
+        # Share and collaborator mode: personal details kept beside the input (``household``), not in it.
+        "text",
+        "phone",
+        "hamlet",
+        # Detailed mode: the member roster (a count, then the ``roster`` questions for each member).
+        "roster",
+    }
 )
+#: Question types whose answer is one of the household details (``household`` key) and nothing else.
+DETAIL_TYPES: Final = frozenset({"text", "phone", "hamlet"})
+#: Types a roster's member question may have.
+MEMBER_TYPES: Final = frozenset({"int", "yes_no", "choice", "multi_choice"})
 ROLES: Final = frozenset({"consent", "summary"})
 CONSENT_PAYLOADS: Final = frozenset({"anonymous", "share", "decline"})
 TRANSFORMS: Final = frozenset({"value", "sum", "positive"})
-KEYWORD_ACTIONS: Final = ("restart", "back", "help", "pause", "resume", "erase")
-WORD_SETS: Final = ("yes", "no", "none", "dont_know")
+KEYWORD_ACTIONS: Final = (
+    "restart",
+    "back",
+    "help",
+    "pause",
+    "resume",
+    "erase",
+    # Collaborator mode: "liên kết" (followed by the code), and the commands of a linked collaborator.
+    "link",
+    "unlink",
+    "new_household",
+    "households",
+)
+WORD_SETS: Final = ("yes", "no", "none", "dont_know", "skip")
 
 _TOP_KEYS: Final = frozenset({"version", "settings", "keywords", "words", "messages", "questions"})
 _QUESTION_KEYS: Final = frozenset(
@@ -72,8 +105,15 @@ _QUESTION_KEYS: Final = frozenset(
         "helper",
         "linear",
         "tag_fills",
+        "household",
+        "optional",
+        "required_if",
+        "flow",
+        "member",
+        "roster",
     }
 )
+_MEMBER_KEYS: Final = frozenset({"field", "age_min", "age_max", "unless"})
 _CHOICE_KEYS: Final = frozenset(
     {
         "payload",
@@ -199,6 +239,49 @@ MESSAGE_FIELDS: Final[dict[str, frozenset[str]]] = {
         "result_after": (),
         "area_rural": (),
         "area_urban": (),
+        # Share-mode details (optional answers).
+        "optional_hint": (),
+        "skip_label": (),
+        "summary_skipped": (),
+        "hint_name": (),
+        "hint_phone": (),
+        "hint_hamlet": ("n",),
+        "hint_hamlet_name": (),
+        # Linking a chat to a collaborator account, and collaborator mode.
+        "link_checking": (),
+        "link_ok": ("name",),
+        "link_failed": (),
+        "link_usage": (),
+        "link_blocked": (),
+        "unlinked": (),
+        "not_linked": (),
+        "collab_hello": ("name",),
+        "collab_menu": (),
+        "collab_new_button": (),
+        "collab_list_button": (),
+        "collab_new": ("label",),
+        "collab_paused": ("label",),
+        "collab_list_title": (),
+        "collab_list_item": ("n", "label", "answered"),
+        "collab_list_empty": (),
+        "collab_list_footer": ("n",),
+        "collab_resumed": ("label",),
+        "collab_bad_number": ("n", "max"),
+        "collab_saved": ("label",),
+        "collab_too_many": ("max",),
+        "collab_household": ("n",),
+        "collab_self": (),
+        "collab_restarted": ("label",),
+        "erase_confirm_collaborator": (),
+        "summary_mode_collaborator": ("name",),
+        # Detailed mode: the member roster.
+        "member_lead": ("i", "n"),
+        "member_lead_known": ("i", "n", "sex", "age"),
+        "member_male": (),
+        "member_female": (),
+        "member_item": ("sex", "age"),
+        "members_summary": ("count", "items"),
+        "roster_done": ("n",),
     }.items()
 }
 
@@ -277,6 +360,34 @@ class Fill:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberSpec:
+    """Where a roster question's answer goes in a member, and which members are asked (ages in completed years).
+
+    ``field`` is None for a multi_choice whose choices ``sets`` the member fields. The question is skipped when the
+    member's age is outside ``age_min``..``age_max`` (both inclusive), when ``field`` is already known (the sex given
+    with the age), or when one of the ``unless`` fields is true (no education level asked of someone studying).
+    """
+
+    field: str | None
+    age_min: int | None
+    age_max: int | None
+    unless: tuple[str, ...]
+
+    def applies(self, member: Mapping[str, Any]) -> bool:
+        """Return whether this question is asked of ``member`` (which already has its age)."""
+        age = member.get("age")
+        if type(age) is not int:
+            return self.field == "age"
+        if self.field is not None and self.field in member:
+            return False
+        if self.age_min is not None and age < self.age_min:
+            return False
+        if self.age_max is not None and age > self.age_max:
+            return False
+        return not any(member.get(name) is True for name in self.unless)
+
+
+@dataclass(frozen=True, slots=True)
 class Question:
     """One compiled question."""
 
@@ -303,6 +414,21 @@ class Question:
     choice_by_payload: Mapping[str, ChoiceSpec]
     accented_index: Mapping[str, ChoiceSpec]
     folded_index: Mapping[str, ChoiceSpec]
+    #: Share/collaborator details: which ``household`` key the answer fills (text, phone, hamlet questions).
+    household: str | None = None
+    #: "bỏ qua" records no answer (None) instead of being refused; ``required_if`` makes it required again.
+    optional: bool = False
+    required_if: Condition | None = None
+    #: The answer only steers the flow (conditions); it fills no input field.
+    flow: bool = False
+    #: A member question of the roster (linear: false).
+    member: MemberSpec | None = None
+    #: Roster questions: the member questions, in the order they are asked of each member.
+    roster: tuple[str, ...] = ()
+
+    def skippable(self, answers: AnswerMap, on: dt.date) -> bool:
+        """Return whether "bỏ qua" is accepted here, given the answers so far."""
+        return self.optional and not (self.required_if is not None and self.required_if(answers, on))
 
     def applies(self, answers: AnswerMap, on: dt.date) -> bool:
         """Return whether this question is asked, given the answers so far."""
@@ -438,6 +564,17 @@ def _date_test(compare: Callable[[Any, Any], bool], day: dt.date) -> TestFn:
 def _answered(qid: str) -> TestFn:
     def test(answers: AnswerMap, on: dt.date) -> bool:
         return _answer_value(answers, qid)[0]
+
+    return test
+
+
+def _consent_test(consent: str, key: str, wanted: bool) -> TestFn:
+    def test(answers: AnswerMap, on: dt.date) -> bool:
+        entry = answers.get(consent)
+        if not isinstance(entry, Mapping):
+            return not wanted
+        found = entry.get("collaborator") is True if key == "collaborator" else entry.get("value") == "share"
+        return found is wanted
 
     return test
 
@@ -640,8 +777,23 @@ class _Compiler:
             for c in q.choices:
                 if c.goto is not None and c.goto != q.helper:
                     raise self.fail(f"question {q.id!r}", f"choice {c.payload!r}: goto must name the question's helper")
+        members_used: set[str] = set()
         for q in questions:
-            if not q.linear and q.id not in helpers_used:
+            for mid in q.roster:
+                target = by_id.get(mid)
+                if target is None or target.member is None:
+                    raise self.fail(f"question {q.id!r}", f"roster names {mid!r}, which is not a member question")
+                if mid in members_used:
+                    raise self.fail(f"question {q.id!r}", f"member question {mid!r} is in a roster twice")
+                members_used.add(mid)
+            if q.roster:
+                first = by_id[q.roster[0]].member
+                if first is None or first.field != "age":
+                    raise self.fail(f"question {q.id!r}", "a roster starts with the member's age")
+        for q in questions:
+            if q.member is not None and q.id not in members_used:
+                raise self.fail(f"question {q.id!r}", "a member question that no roster asks")
+            if not q.linear and q.member is None and q.id not in helpers_used:
                 raise self.fail(f"question {q.id!r}", "linear: false but no question uses it as its helper")
 
     def question(self, raw: Any, index: int, where: str, earlier: Mapping[str, Question]) -> Question:
@@ -670,7 +822,8 @@ class _Compiler:
         ask_if = self.condition(raw["ask_if"], f"{where}: ask_if", earlier) if "ask_if" in raw else None
         if ask_if is not None and role is not None:
             raise self.fail(where, "the consent and summary steps cannot be skipped")
-        choices = self.choices(raw.get("choices"), qtype, where, earlier)
+        specs = MEMBER_FIELD_SPECS if "member" in raw else FIELD_SPECS
+        choices = self.choices(raw.get("choices"), qtype, where, earlier, specs)
         fills = self.fills(raw.get("fills"), where)
         yes_value, no_value = self.yes_no_values(raw.get("values"), qtype, where)
         validation = self.validation(raw.get("validation"), qtype, where, earlier)
@@ -679,6 +832,35 @@ class _Compiler:
         if helper is not None and (not isinstance(helper, str) or not _ID.match(helper)):
             raise self.fail(where, "helper must be a question id")
         tag_fills = self.tag_fills(raw.get("tag_fills"), qtype, choices, where)
+        household = raw.get("household")
+        if (household is not None or qtype in DETAIL_TYPES) and (
+            household not in HOUSEHOLD_DETAILS or qtype not in DETAIL_TYPES
+        ):
+            raise self.fail(
+                where, f"text, phone and hamlet questions (and only they) fill household: {', '.join(HOUSEHOLD_DETAILS)}"
+            )
+        optional = raw.get("optional", False)
+        if not isinstance(optional, bool):
+            raise self.fail(where, "optional must be true or false")
+        if optional and qtype not in DETAIL_TYPES:
+            raise self.fail(where, "only text, phone and hamlet questions can be optional")
+        required_if = None
+        if "required_if" in raw:
+            if not optional:
+                raise self.fail(where, "required_if is for optional questions")
+            required_if = self.condition(raw["required_if"], f"{where}: required_if", earlier)
+        flow = raw.get("flow", False)
+        if not isinstance(flow, bool) or (flow and qtype != "choice"):
+            raise self.fail(where, "flow (true/false) is for choice questions that only steer the flow")
+        member = self.member(raw.get("member"), qtype, linear, where)
+        if member is not None and ask_if is not None:
+            raise self.fail(where, "a member question is asked by age (member: age_min, age_max), not ask_if")
+        roster = raw.get("roster", [])
+        if qtype == "roster":
+            if not isinstance(roster, list) or not roster or not all(isinstance(r, str) for r in roster):
+                raise self.fail(where, "a roster question lists its member questions in 'roster'")
+        elif roster:
+            raise self.fail(where, "'roster' is only for roster questions")
         q = Question(
             id=qid,
             type=qtype,
@@ -703,17 +885,56 @@ class _Compiler:
             choice_by_payload={c.payload: c for c in choices},
             accented_index={k: c for c in choices for k in c.accented_keys},
             folded_index=_unambiguous(choices),
+            household=household,
+            optional=optional,
+            required_if=required_if,
+            flow=flow,
+            member=member,
+            roster=tuple(roster),
         )
         self.check_fills(q, where)
         return q
 
-    def choices(self, value: Any, qtype: str, where: str, earlier: Mapping[str, Question]) -> tuple[ChoiceSpec, ...]:
+    def member(self, value: Any, qtype: str, linear: bool, where: str) -> MemberSpec | None:
+        if value is None:
+            return None
+        raw = self.mapping(value, f"{where}: member", _MEMBER_KEYS)
+        if linear or qtype not in MEMBER_TYPES:
+            raise self.fail(where, "a member question has linear: false and type int, yes_no, choice or multi_choice")
+        field_name = raw.get("field")
+        if field_name is not None and field_name not in MEMBER_FIELD_SPECS:
+            raise self.fail(where, f"member field {field_name!r} is not a member input field")
+        if (field_name is None) != (qtype == "multi_choice"):
+            raise self.fail(where, "a member question names its field, except a multi_choice (its choices 'sets')")
+        if (field_name == "age") != (qtype == "int"):
+            raise self.fail(where, "the member's age is the (only) int member question")
+        bounds: dict[str, int | None] = {}
+        for key in ("age_min", "age_max"):
+            v = raw.get(key)
+            if v is not None and type(v) is not int:
+                raise self.fail(where, f"member.{key} must be a whole number")
+            bounds[key] = v
+        unless = raw.get("unless", [])
+        if not isinstance(unless, list) or not all(
+            u in MEMBER_FIELD_SPECS and MEMBER_FIELD_SPECS[u].kind == "bool" for u in unless
+        ):
+            raise self.fail(where, "member.unless lists yes/no member fields")
+        return MemberSpec(field_name, bounds["age_min"], bounds["age_max"], tuple(unless))
+
+    def choices(
+        self,
+        value: Any,
+        qtype: str,
+        where: str,
+        earlier: Mapping[str, Question],
+        specs: Mapping[str, FieldSpec] = FIELD_SPECS,
+    ) -> tuple[ChoiceSpec, ...]:
         needs = qtype in ("choice", "multi_choice", "income_sources")
         if value is None:
             if needs:
                 raise self.fail(where, f"a {qtype} question needs choices")
             return ()
-        if qtype in ("yes_no", "commune", "summary"):
+        if qtype in ("yes_no", "commune", "summary", "roster") or qtype in DETAIL_TYPES:
             raise self.fail(where, f"a {qtype} question takes no choices")
         if not isinstance(value, list) or not value:
             raise self.fail(where, "choices must be a non-empty list")
@@ -739,7 +960,7 @@ class _Compiler:
             if sets is not None:
                 if qtype != "multi_choice":
                     raise self.fail(cwhere, "'sets' is only for multi_choice questions")
-                spec = FIELD_SPECS.get(sets)
+                spec = specs.get(sets)
                 if spec is None:
                     raise self.fail(cwhere, f"sets {sets!r}, which is not a household input field")
                 if spec.kind != "bool":
@@ -814,8 +1035,8 @@ class _Compiler:
     def validation(self, value: Any, qtype: str, where: str, earlier: Mapping[str, Question]) -> Validation | None:
         if value is None:
             return None
-        if qtype not in ("int", "number", "money"):
-            raise self.fail(where, "validation is only for int, number and money questions")
+        if qtype not in ("int", "number", "money", "roster"):
+            raise self.fail(where, "validation is only for int, number, money and roster questions")
         raw = self.mapping(value, f"{where}: validation", _VALIDATION_KEYS)
         bounds: dict[str, float | None] = {}
         for key in ("min", "max"):
@@ -887,6 +1108,7 @@ class _Compiler:
             "enum": lambda v: isinstance(v, str) and v in spec.values,
             "enum_list": lambda v: isinstance(v, str) and v in spec.values,
             "code": lambda v: isinstance(v, str),
+            "members": lambda v: isinstance(v, list),
         }[spec.kind](value)
         if not ok:
             allowed = f" (one of {', '.join(sorted(spec.values))})" if spec.values else ""
@@ -894,6 +1116,28 @@ class _Compiler:
 
     def check_fills(self, q: Question, where: str) -> None:
         """Check that what ``q`` produces fits the fields it fills."""
+        if q.member is not None:
+            if q.fills:
+                raise self.fail(where, "a member question fills its member field, not 'fills'")
+            spec = MEMBER_FIELD_SPECS.get(q.member.field or "")
+            if q.type == "multi_choice":
+                if not all(c.sets for c in q.choices):
+                    raise self.fail(where, "every choice of a member multi_choice 'sets' a member field")
+            elif q.type == "choice" and spec is not None:
+                for c in q.choices:
+                    self.check_value(spec, c.value, f"{where}: member {q.member.field!r}, choice {c.payload!r}")
+            elif q.type == "yes_no" and spec is not None:
+                self.check_value(spec, q.yes_value, f"{where}: member {q.member.field!r}")
+                self.check_value(spec, q.no_value, f"{where}: member {q.member.field!r}")
+            return
+        if q.type == "roster":
+            if [f.field for f in q.fills] != ["members"] or q.fills[0].transform != "value":
+                raise self.fail(where, "a roster question fills exactly members")
+            return
+        if q.type in DETAIL_TYPES or q.flow:
+            if q.fills or any(c.sets for c in q.choices):
+                raise self.fail(where, "fills nothing: its answer goes to 'household' or only steers the flow")
+            return
         if q.role is not None or q.type in ("summary", "income_sources"):
             if q.fills:
                 raise self.fail(where, f"a {q.role or q.type} step fills nothing")
@@ -959,6 +1203,16 @@ class _Compiler:
                     raise self.fail(where, f"'{key}' stands alone")
                 day = self.date(spec[key], f"{where}: {key}")
                 return Condition(_date_test(keep, day), frozenset())
+        for key in ("collaborator", "shared"):
+            # collaborator: a household entered by a linked collaborator (the engine marks the consent answer so);
+            # shared: the result is shared with the commune (consent "share", always so for a collaborator).
+            if key in spec:
+                if len(spec) != 1 or not isinstance(spec[key], bool):
+                    raise self.fail(where, f"'{key}' stands alone and takes true or false")
+                consent = next((q.id for q in earlier.values() if q.role == "consent"), None)
+                # Without a consent question first the structure check fails anyway, naming the real defect.
+                refs = frozenset({consent}) if consent is not None else frozenset()
+                return Condition(_consent_test(consent or "", key, spec[key]), refs)
         if "answered" in spec:
             if len(spec) != 1:
                 raise self.fail(where, "'answered' stands alone")

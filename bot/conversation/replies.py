@@ -22,7 +22,9 @@ __all__ = ["Reply", "ReplyReader", "read_inbound", "NUMBER_REPLY", "COMMANDS"]
 _MAX_FOLD: Final = 1000
 _MEDIA_KINDS: Final = frozenset({"media", "sticker", "unsupported"})
 #: Global commands, also reachable as button payloads ``cmd:<name>``.
-COMMANDS: Final = frozenset({"restart", "back", "help", "pause", "resume", "erase"})
+COMMANDS: Final = frozenset(
+    {"restart", "back", "help", "pause", "resume", "erase", "new_household", "households", "unlink"}
+)
 #: "2", "số 2", "chọn 2": a numbered choice (on folded text).
 NUMBER_REPLY: Final = re.compile(r"^(?:so |chon |cau |phuong an )?([0-9]{1,3})$")
 _MULTI_SPLIT: Final = re.compile(r"[\s,.;/+&-]+")

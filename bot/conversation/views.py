@@ -32,7 +32,9 @@ class Views:
         qn = self.qn
         overlay = st.get("overlay")
         if overlay == "erase":
-            return qn.msg("erase_confirm") + "\n1. " + qn.msg("erase_yes") + "\n2. " + qn.msg("erase_no"), [
+            # A collaborator is told what erasing costs them (households in progress, the link).
+            confirm = qn.msg("erase_confirm_collaborator" if st.get("collab") else "erase_confirm")
+            return confirm + "\n1. " + qn.msg("erase_yes") + "\n2. " + qn.msg("erase_no"), [
                 Choice(qn.msg("erase_yes"), "erase:yes"),
                 Choice(qn.msg("erase_no"), "erase:no"),
             ]
@@ -63,8 +65,29 @@ class Views:
         if q.type == "yes_no":
             text = q.text if full else q.short
             return text, [Choice(qn.msg("answer_yes"), f"{prefix}:yes"), Choice(qn.msg("answer_no"), f"{prefix}:no")]
+        if q.household is not None:
+            return self.detail_view(st, q, on, full)
         text = q.text if full else q.short
         return text, [Choice(c.short_label, f"{prefix}:{c.payload}") for c in q.choices]
+
+    def detail_view(
+        self, st: Mapping[str, Any], q: Question, on: dt.date, full: bool
+    ) -> tuple[str, list[Choice]]:
+        """A share-mode detail: the question, the commune's hamlets numbered, and "bỏ qua" when allowed."""
+        qn = self.qn
+        text = q.text if full else q.short
+        choices: list[Choice] = []
+        offer = st.get("offer")
+        if q.type == "hamlet" and isinstance(offer, Mapping) and offer.get("q") == q.id and offer.get("options"):
+            options = offer["options"]
+            if full:
+                text += "\n" + "\n".join(f"{i}. {name}" for i, name in enumerate(options, 1))
+            choices = [Choice(name, f"{q.id}:{i}") for i, name in enumerate(options, 1)]
+        if q.skippable(st["answers"], on):
+            if full:
+                text += "\n" + qn.msg("optional_hint")
+            choices.append(Choice(qn.msg("skip_label"), f"{q.id}:skip"))
+        return text, choices
 
     @staticmethod
     def numbered(choices: Sequence[ChoiceSpec]) -> str:
@@ -90,6 +113,8 @@ class Views:
             choices = [Choice(f"{o['name']}, {o['province']}", f"{step}:{o['code']}") for o in options]
             choices.append(Choice(qn.msg("commune_none_of_these"), f"{step}:none"))
             return qn.msg("commune_pick") + "\n" + "\n".join(lines), choices
+        if kind == "roster":
+            return self.roster_view(q, sub, full)
         helper = qn.by_id[q.helper] if q.helper else q
         stage = sub["stage"]
         if stage == "pick":
@@ -113,6 +138,45 @@ class Views:
         text = qn.msg("income_total", lines="\n".join(lines) or "•", total=vnd(total))
         return text, self.yes_no_choices(step)
 
+    def roster_view(self, q: Question, sub: Mapping[str, Any], full: bool) -> tuple[str, list[Choice]]:
+        """The current member question, after a line saying whose turn it is ("Người thứ 2/4 (nữ, 42 tuổi):")."""
+        qn = self.qn
+        mq = qn.by_id[sub["at"]]
+        i, n = sub["i"] + 1, sub["n"]
+        member = sub["members"][sub["i"]]
+        if type(member.get("age")) is int:
+            sex = self.sex_text(member.get("sex"))
+            lead = qn.msg("member_lead_known", i=i, n=n, sex=sex, age=member["age"]) if sex else None
+            lead = lead or qn.msg("member_lead", i=i, n=n)
+        else:
+            lead = qn.msg("member_lead", i=i, n=n)
+        step = f"{q.id}.roster.{i}.{mq.id}"
+        text = mq.text if full else mq.short
+        if mq.type in ("choice", "multi_choice") and full:
+            text += "\n" + self.numbered(mq.choices)
+        if mq.type == "yes_no":
+            choices = [Choice(qn.msg("answer_yes"), f"{step}:yes"), Choice(qn.msg("answer_no"), f"{step}:no")]
+        elif mq.type == "choice":
+            choices = [Choice(c.short_label, f"{step}:{c.payload}") for c in mq.choices]
+        elif mq.type == "multi_choice":
+            choices = [Choice(qn.msg("summary_none"), f"{step}:none")]
+        else:
+            choices = []
+        return f"{lead}\n{text}", choices
+
+    def sex_text(self, sex: Any) -> str | None:
+        """"nam" / "nữ" for a member's sex, None when not known."""
+        if sex == "male":
+            return self.qn.msg("member_male")
+        if sex == "female":
+            return self.qn.msg("member_female")
+        return None
+
+    def member_text(self, member: Mapping[str, Any]) -> str:
+        """One member in a few words for the summary: "nam 45"."""
+        sex = self.sex_text(member.get("sex")) or ""
+        return self.qn.msg("member_item", sex=sex, age=member.get("age", "?")).strip()
+
     @staticmethod
     def source_label(helper: Question, payload: str) -> str:
         choice = helper.choice_by_payload.get(payload)
@@ -128,7 +192,10 @@ class Views:
             return q.short, ok
         answers = st["answers"]
         lines = [q.text]
-        if st.get("mode"):
+        collab = st.get("collab")
+        if st.get("hh") and isinstance(collab, Mapping):
+            lines.append(qn.msg("summary_mode_collaborator", name=collab.get("name", "")))
+        elif st.get("mode"):
             lines.append(qn.msg("summary_mode_share" if st["mode"] == "share" else "summary_mode_anonymous"))
         for n, item in enumerate(self.summary_items(answers, on), 1):
             lines.append(qn.msg("summary_item", n=n, label=item.summary_label, value=self.display(item, answers, on)))
@@ -149,6 +216,12 @@ class Views:
             return ", ".join(labels) if labels else qn.msg("summary_none")
         if q.type == "yes_no":
             return qn.msg("answer_yes" if value else "answer_no")
+        if q.household is not None:
+            return str(value) if isinstance(value, str) and value else qn.msg("summary_skipped")
+        if q.type == "roster":
+            members = [m for m in value if isinstance(m, Mapping)] if isinstance(value, list) else []
+            items = ", ".join(self.member_text(m) for m in members)
+            return qn.msg("members_summary", count=len(members), items=items)
         if q.type == "commune":
             if value is None:
                 return qn.msg("summary_none")

@@ -31,6 +31,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
     true,
 )
 from sqlalchemy.dialects import postgresql
@@ -38,6 +39,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AggregateCommuneDeprivationMonthly",
+    "AggregateCommuneMonthly",
     "AggregateDaily",
     "AggregateDeprivationMonthly",
     "AggregateMonthly",
@@ -256,6 +259,11 @@ class Assessment(Base):
     """
 
     __tablename__ = "assessments"
+    __table_args__ = (
+        # The dashboard's household lists (near the line, review queue, official-list comparison): one commune's
+        # shared assessments, newest first.
+        Index("ix_assessments_commune_code_shared_created_at", "commune_code", "shared", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     identity_id: Mapped[int | None] = mapped_column(
@@ -314,7 +322,18 @@ class InboundMessage(Base):
     """
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (UniqueConstraint("channel", "identity_id", "message_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "identity_id", "message_id"),
+        # The delivery worker's queue: push-channel messages recorded by a webhook and not yet processed.
+        # Partial, so it holds only the (few) pending rows however large the table grows.
+        Index(
+            "ix_inbound_messages_pending",
+            "identity_id",
+            "id",
+            postgresql_where=text("processed_at IS NULL"),
+            sqlite_where=text("processed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
@@ -327,6 +346,11 @@ class InboundMessage(Base):
     payload: Mapped[dict[str, Any] | None]
     processed_at: Mapped[dt.datetime | None]
     reply: Mapped[dict[str, Any] | None]
+    #: Processing attempts of a webhook-recorded message that failed (engine or database error); after
+    #: ``DELIVERY_INBOUND_MAX_ATTEMPTS`` it is marked processed with the error, so one poison message does not
+    #: hold up the person's later messages for ever.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class OutboundMessage(Base):
@@ -588,6 +612,79 @@ class AggregateDeprivationMonthly(Base):
     province_code: Mapped[str] = mapped_column(String(4), default="", server_default="", index=True)
     commune_code: Mapped[str] = mapped_column(String(8), default="", server_default="")
     hamlet: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    standard_id: Mapped[str] = mapped_column(String(32))
+    indicator: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class AggregateCommuneMonthly(Base):
+    """``aggregates_monthly`` without the hamlet: the province pages' rollup, kept in the same transaction.
+
+    A province's monthly rows number about a quarter of its assessments (hamlet × channel × provenance × status
+    combinations are sparse); summed per commune they are several times fewer, which is what keeps the
+    province page within its time budget at a million assessments (bench/dashboard.py). Maintained by
+    ``bot.store.repository.increment_monthly_aggregates``; ``flask dashboard-rollup`` rebuilds it from
+    ``aggregates_monthly``.
+    """
+
+    __tablename__ = "aggregates_commune_monthly"
+    __table_args__ = (
+        UniqueConstraint(
+            "province_code",
+            "commune_code",
+            "month",
+            "channel",
+            "provenance",
+            "standard_id",
+            "status",
+            "next_status",
+            name="uq_aggregates_commune_monthly_key",
+        ),
+        # One covering index per GROUP BY of the province page, in the GROUP BY's order, so SQLite streams
+        # each sum from the index without sorting (the page's queries keep month out of the index seek).
+        Index(
+            "ix_aggregates_commune_monthly_status",
+            "province_code", "commune_code", "standard_id", "status", "next_status", "month", "count",
+        ),
+        Index("ix_aggregates_commune_monthly_month", "province_code", "month", "status", "count"),
+        Index("ix_aggregates_commune_monthly_mix", "province_code", "channel", "provenance", "month", "count"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    month: Mapped[dt.date] = mapped_column(Date)
+    province_code: Mapped[str] = mapped_column(String(4), default="", server_default="")
+    commune_code: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    channel: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    provenance: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    standard_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    next_status: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class AggregateCommuneDeprivationMonthly(Base):
+    """``aggregates_deprivation_monthly`` without the hamlet: the province heat map's rollup."""
+
+    __tablename__ = "aggregates_commune_deprivation_monthly"
+    __table_args__ = (
+        UniqueConstraint(
+            "province_code",
+            "commune_code",
+            "month",
+            "standard_id",
+            "indicator",
+            name="uq_aggregates_commune_deprivation_monthly_key",
+        ),
+        Index(
+            "ix_aggregates_commune_deprivation_monthly_heat",
+            "province_code", "commune_code", "standard_id", "indicator", "month", "count",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    month: Mapped[dt.date] = mapped_column(Date)
+    province_code: Mapped[str] = mapped_column(String(4), default="", server_default="")
+    commune_code: Mapped[str] = mapped_column(String(8), default="", server_default="")
     standard_id: Mapped[str] = mapped_column(String(32))
     indicator: Mapped[str] = mapped_column(String(32))
     count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

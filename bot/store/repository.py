@@ -19,51 +19,87 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql import Executable
 
 from bot.store.models import (
+    AggregateCommuneDeprivationMonthly,
+    AggregateCommuneMonthly,
     AggregateDaily,
+    AggregateDeprivationMonthly,
+    AggregateMonthly,
     Answer,
     Assessment,
+    ChannelToken,
     Consent,
     ConsentMode,
     Conversation,
     ConversationStatus,
+    Hamlet,
     Identity,
     InboundMessage,
     OutboundMessage,
     OutboundStatus,
     Provenance,
+    Review,
+    ReviewStatus,
+    User,
+    UserScope,
 )
 
 __all__ = [
     "VIETNAM_TZ",
+    "ChannelTokenRow",
     "ConversationRow",
     "IdentityRow",
     "InboundRow",
+    "OutboxClaim",
+    "OutboxOutcome",
+    "PendingInbound",
     "active_consent_mode",
     "append_outbox",
+    "claim_outbox",
+    "complete_pending_inbound",
     "current_conversation",
+    "due_outbox_identities",
     "erase_identity",
     "expire_idle_conversations",
+    "fail_pending_outbox",
     "find_inbound",
+    "finish_outbox",
+    "hamlet_names",
+    "identity_id_for",
     "increment_aggregate",
+    "increment_monthly_aggregates",
+    "is_inbound_pending",
+    "linked_user_id",
+    "load_channel_token",
     "lock_identity",
+    "lock_identity_id",
+    "month_start",
+    "next_outbox_due",
+    "next_pending_inbound",
     "outbox_payloads_for",
+    "pending_inbound_identities",
     "pseudonymise",
     "record_answer",
     "record_assessment",
     "record_consent",
     "record_inbound",
+    "record_inbound_failure",
+    "record_pending_inbound",
+    "save_channel_token",
     "save_conversation",
     "start_conversation",
+    "unlink_identity",
+    "user_communes",
 ]
 
 #: Vietnam has had no daylight saving since 1975; aggregates count by its calendar day.
@@ -153,6 +189,92 @@ def _upsert_aggregate(dialect_insert: Callable[..., Any]) -> Executable:
     )
 
 
+def _upsert_monthly(dialect_insert: Callable[..., Any]) -> Executable:
+    statement = dialect_insert(AggregateMonthly).values(
+        month=bindparam("month"),
+        province_code=bindparam("province_code"),
+        commune_code=bindparam("commune_code"),
+        hamlet=bindparam("hamlet"),
+        channel=bindparam("channel"),
+        provenance=bindparam("provenance"),
+        standard_id=bindparam("standard_id"),
+        status=bindparam("status"),
+        next_status=bindparam("next_status"),
+        count=bindparam("by"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[
+            "month",
+            "commune_code",
+            "hamlet",
+            "channel",
+            "provenance",
+            "standard_id",
+            "status",
+            "next_status",
+        ],
+        set_={"count": AggregateMonthly.count + statement.excluded["count"]},
+    )
+
+
+def _upsert_deprivation(dialect_insert: Callable[..., Any]) -> Executable:
+    statement = dialect_insert(AggregateDeprivationMonthly).values(
+        month=bindparam("month"),
+        province_code=bindparam("province_code"),
+        commune_code=bindparam("commune_code"),
+        hamlet=bindparam("hamlet"),
+        standard_id=bindparam("standard_id"),
+        indicator=bindparam("indicator"),
+        count=bindparam("by"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["month", "commune_code", "hamlet", "standard_id", "indicator"],
+        set_={"count": AggregateDeprivationMonthly.count + statement.excluded["count"]},
+    )
+
+
+def _upsert_commune_monthly(dialect_insert: Callable[..., Any]) -> Executable:
+    statement = dialect_insert(AggregateCommuneMonthly).values(
+        month=bindparam("month"),
+        province_code=bindparam("province_code"),
+        commune_code=bindparam("commune_code"),
+        channel=bindparam("channel"),
+        provenance=bindparam("provenance"),
+        standard_id=bindparam("standard_id"),
+        status=bindparam("status"),
+        next_status=bindparam("next_status"),
+        count=bindparam("by"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[
+            "province_code",
+            "commune_code",
+            "month",
+            "channel",
+            "provenance",
+            "standard_id",
+            "status",
+            "next_status",
+        ],
+        set_={"count": AggregateCommuneMonthly.count + statement.excluded["count"]},
+    )
+
+
+def _upsert_commune_deprivation(dialect_insert: Callable[..., Any]) -> Executable:
+    statement = dialect_insert(AggregateCommuneDeprivationMonthly).values(
+        month=bindparam("month"),
+        province_code=bindparam("province_code"),
+        commune_code=bindparam("commune_code"),
+        standard_id=bindparam("standard_id"),
+        indicator=bindparam("indicator"),
+        count=bindparam("by"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["province_code", "commune_code", "month", "standard_id", "indicator"],
+        set_={"count": AggregateCommuneDeprivationMonthly.count + statement.excluded["count"]},
+    )
+
+
 _DIALECT_INSERTS: Final = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 _upserts: dict[tuple[str, str], Executable] = {}
 
@@ -170,6 +292,10 @@ def _upsert(connection: Connection, name: str) -> Executable:
             "identity": lambda: _upsert_identity(dialect_insert, keep_address=False),
             "identity_keep_address": lambda: _upsert_identity(dialect_insert, keep_address=True),
             "aggregate": lambda: _upsert_aggregate(dialect_insert),
+            "monthly": lambda: _upsert_monthly(dialect_insert),
+            "deprivation": lambda: _upsert_deprivation(dialect_insert),
+            "commune_monthly": lambda: _upsert_commune_monthly(dialect_insert),
+            "commune_deprivation": lambda: _upsert_commune_deprivation(dialect_insert),
         }
         statement = _upserts[(dialect, name)] = builders[name]()
     return statement
@@ -491,6 +617,38 @@ def _text(value: Any, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) and value else None
 
 
+def _whole(value: Any) -> int | None:
+    """An integer figure from the result document (VND amounts, counts); None when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(round(value))
+
+
+def _canonical_hamlet(connection: Connection, commune_code: str | None, hamlet: str | None) -> str | None:
+    """Return the commune's own spelling of ``hamlet`` when it is on the commune's list, else ``hamlet`` trimmed.
+
+    Matching is accent- and case-insensitive (``bot.parsing.text.fold``), so "ap phu loi" counts with "Ấp Phú Lợi"
+    on the dashboard instead of becoming a second hamlet.
+    """
+    name = _text(hamlet.strip() if isinstance(hamlet, str) else None, 128)
+    if name is None or not commune_code:
+        return name
+    from bot.parsing.text import fold
+
+    wanted = fold(name)
+    for known in connection.execute(
+        select(Hamlet.name).where(Hamlet.commune_code == commune_code)
+    ).scalars():
+        if fold(known) == wanted:
+            return known
+    return name
+
+
+def month_start(moment: dt.datetime) -> dt.date:
+    """First day of the month of ``moment`` in Vietnam time (the key of the monthly aggregates)."""
+    return moment.astimezone(VIETNAM_TZ).date().replace(day=1)
+
+
 def record_assessment(
     session: Session,
     *,
@@ -502,8 +660,18 @@ def record_assessment(
     questionnaire_version: str | None = None,
     provenance: Provenance | str = Provenance.SELF,
     shared: bool = False,
-) -> None:
-    """Store a decision record and count it in the anonymous daily aggregate.
+    channel: str | None = None,
+    hamlet: str | None = None,
+    household_head: str | None = None,
+    phone: str | None = None,
+    household_code: str | None = None,
+    collaborator_user_id: int | None = None,
+) -> int:
+    """Store a decision record, count it in the anonymous aggregates and, when shared, queue it for review.
+
+    Everything happens in the caller's transaction: the daily aggregate, the monthly dashboard aggregates
+    (``aggregates_monthly`` and one ``aggregates_deprivation_monthly`` row per deprived indicator) and, for a
+    shared assessment, the ``reviews`` row that puts it in the commune's review queue.
 
     Args:
         session: The transaction's session.
@@ -515,31 +683,74 @@ def record_assessment(
         questionnaire_version: Version of the questions that produced ``input``.
         provenance: Who supplied the data.
         shared: Whether the person consented to share it with officials.
+        channel: Channel it came through (``web``, ``zalo_oa``, ``import``, ...).
+        hamlet: Hamlet name as given; stored in the commune's spelling when it is on the commune's list.
+        household_head: Name of the head of household (share or collaborator mode only).
+        phone: Contact number (share or collaborator mode only).
+        household_code: The commune's household code, when known.
+        collaborator_user_id: The collaborator account that ran it for the household.
+
+    Returns:
+        The id of the new assessment.
     """
     standard = result.get("standard") or {}
     commune = result.get("commune") or {}
+    next_result = result.get("next_standard") or {}
     standard_id = _text(standard.get("id"), 32) or "unknown"
     status = _text(result.get("status"), 32) or "unknown"
     commune_code = _text(commune.get("code"), 8)
     area = _text(result.get("area"), 8)
+    deprivations = [d for d in (result.get("deprivations") or []) if isinstance(d, str) and d]
+    deprivation_count = _whole(result.get("deprivation_count"))
+    next_standard_id = _text((next_result.get("standard") or {}).get("id"), 32)
+    next_status = _text(next_result.get("status"), 32)
+    province_code = _text(commune.get("province_code"), 4)
+    if province_code is None and commune_code:
+        from assessment.geo import commune_by_code
+
+        known = commune_by_code(commune_code)
+        province_code = known.province_code if known is not None else None
+    channel = _text(channel, 32)
+    provenance = Provenance(provenance)
     connection = session.connection()
-    connection.execute(
-        insert(Assessment).values(
-            identity_id=identity.id if identity is not None else None,
-            conversation_id=conversation.id if conversation is not None else None,
-            input=dict(input) if input is not None else None,
-            standard_id=standard_id,
-            status=status,
-            deprivations=list(result.get("deprivations") or []),
-            result=dict(result),
-            questionnaire_version=questionnaire_version,
-            commune_code=commune_code,
-            area=area,
-            provenance=Provenance(provenance),
-            shared=shared,
-            created_at=now,
-        )
+    hamlet = _canonical_hamlet(connection, commune_code, hamlet)
+    assessment_id = int(
+        connection.execute(
+            insert(Assessment)
+            .values(
+                identity_id=identity.id if identity is not None else None,
+                conversation_id=conversation.id if conversation is not None else None,
+                input=dict(input) if input is not None else None,
+                standard_id=standard_id,
+                status=status,
+                deprivations=deprivations,
+                result=dict(result),
+                questionnaire_version=questionnaire_version,
+                commune_code=commune_code,
+                area=area,
+                provenance=provenance,
+                shared=shared,
+                created_at=now,
+                channel=channel,
+                hamlet=hamlet,
+                household_head=_text(household_head, 128),
+                phone=_text(phone, 32),
+                household_code=_text(household_code, 64),
+                collaborator_user_id=collaborator_user_id,
+                income_per_capita_vnd=_whole(result.get("income_per_capita_vnd")),
+                income_line_vnd=_whole(result.get("income_line_vnd")),
+                deprivation_count=deprivation_count if deprivation_count is not None else len(deprivations),
+                next_standard_id=next_standard_id,
+                next_status=next_status,
+            )
+            .returning(Assessment.id)
+        ).scalar_one()
     )
+    if shared:
+        # The hand-off: a consented assessment waits in the commune's review queue (Decision 24/2021).
+        connection.execute(
+            insert(Review).values(assessment_id=assessment_id, status=ReviewStatus.QUEUED, queued_at=now)
+        )
     increment_aggregate(
         session,
         day=now.astimezone(VIETNAM_TZ).date(),
@@ -548,6 +759,20 @@ def record_assessment(
         standard_id=standard_id,
         status=status,
     )
+    increment_monthly_aggregates(
+        session,
+        month=month_start(now),
+        province_code=province_code or "",
+        commune_code=commune_code or "",
+        hamlet=hamlet or "",
+        channel=channel or "",
+        provenance=provenance.value,
+        standard_id=standard_id,
+        status=status,
+        next_status=next_status or "",
+        deprivations=deprivations,
+    )
+    return assessment_id
 
 
 def increment_aggregate(
@@ -573,6 +798,71 @@ def increment_aggregate(
             "by": by,
         },
     )
+
+
+def increment_monthly_aggregates(
+    session: Session,
+    *,
+    month: dt.date,
+    province_code: str,
+    commune_code: str,
+    hamlet: str,
+    channel: str,
+    provenance: str,
+    standard_id: str,
+    status: str,
+    next_status: str,
+    deprivations: Sequence[str] = (),
+    by: int = 1,
+) -> None:
+    """Add ``by`` to the dashboard's monthly counts: one status row and one row per deprived indicator.
+
+    Each goes to the hamlet-level table (``aggregates_monthly``, ``aggregates_deprivation_monthly``) and to its
+    commune-level rollup (``aggregates_commune_monthly``, ``aggregates_commune_deprivation_monthly``).
+
+    Upserts, so concurrent writers add up instead of colliding. Unknown values are ``""`` (see
+    :class:`~bot.store.models.AggregateMonthly`). Imports that store many assessments at once may call this
+    with ``by`` > 1 for rows that share every key.
+    """
+    connection = session.connection()
+    counts = {
+        "month": month,
+        "province_code": province_code,
+        "commune_code": commune_code,
+        "hamlet": hamlet,
+        "channel": channel,
+        "provenance": provenance,
+        "standard_id": standard_id,
+        "status": status,
+        "next_status": next_status,
+        "by": by,
+    }
+    connection.execute(_upsert(connection, "monthly"), counts)
+    # The same count without the hamlet: the province pages' rollup (see AggregateCommuneMonthly).
+    connection.execute(
+        _upsert(connection, "commune_monthly"), {k: v for k, v in counts.items() if k != "hamlet"}
+    )
+    indicators = sorted({d[:32] for d in deprivations if d})
+    if indicators:
+        # One executemany round trip per table for all indicators; sorted so concurrent writers lock rows in
+        # one order.
+        rows = [
+            {
+                "month": month,
+                "province_code": province_code,
+                "commune_code": commune_code,
+                "hamlet": hamlet,
+                "standard_id": standard_id,
+                "indicator": indicator,
+                "by": by,
+            }
+            for indicator in indicators
+        ]
+        connection.execute(_upsert(connection, "deprivation"), rows)
+        connection.execute(
+            _upsert(connection, "commune_deprivation"),
+            [{k: v for k, v in row.items() if k != "hamlet"} for row in rows],
+        )
 
 
 # -- the outbox ---------------------------------------------------------------------------
@@ -667,6 +957,12 @@ def erase_identity(session: Session, identity: IdentityRow, *, now: dt.datetime)
             deprivations=None,
             identity_id=None,
             conversation_id=None,
+            # The personal identification columns of revision 0002 go too (the dashboard never lists erased rows).
+            household_head=None,
+            phone=None,
+            household_code=None,
+            # The hamlet narrows a household down too (already counted in the monthly aggregates).
+            hamlet=None,
             erased_at=now,
         )
     )
@@ -677,7 +973,9 @@ def erase_identity(session: Session, identity: IdentityRow, *, now: dt.datetime)
     connection.execute(delete(Consent).where(Consent.identity_id == identity.id))
     connection.execute(
         update(InboundMessage)
-        .where(InboundMessage.identity_id == identity.id)
+        # Messages still waiting in the delivery queue were sent after the erase request: they are processed
+        # (and their text dropped then) rather than silently lost.
+        .where(InboundMessage.identity_id == identity.id, InboundMessage.processed_at.is_not(None))
         .values(payload=None, reply=None)
     )
     # Undelivered replies can no longer be sent (their text is gone): fail them.
@@ -695,5 +993,600 @@ def erase_identity(session: Session, identity: IdentityRow, *, now: dt.datetime)
         .values(payload=None)
     )
     connection.execute(
-        update(Identity).where(Identity.id == identity.id).values(address=None, erased_at=now)
+        # A collaborator's link to their account goes too: the bare hash is all that remains.
+        update(Identity).where(Identity.id == identity.id).values(address=None, erased_at=now, user_id=None)
+    )
+
+
+# -- collaborator mode: account links and hamlets -------------------------------------------------------------
+
+
+def linked_user_id(session: Session, identity_id: int) -> int | None:
+    """The account this chat identity is linked to, if the link exists and the account is active."""
+    return session.connection().execute(
+        select(Identity.user_id)
+        .join(User, User.id == Identity.user_id)
+        .where(Identity.id == identity_id, User.active.is_(True))
+    ).scalar_one_or_none()
+
+
+def unlink_identity(session: Session, identity_id: int) -> None:
+    """Remove the link of a chat identity to a collaborator account ("hủy liên kết")."""
+    session.connection().execute(update(Identity).where(Identity.id == identity_id).values(user_id=None))
+
+
+def user_communes(session: Session, user_id: int) -> list[str]:
+    """The commune codes in an account's scope, sorted (none for a province-wide or unscoped account)."""
+    return sorted(
+        set(
+            session.connection()
+            .execute(select(UserScope.commune_code).where(UserScope.user_id == user_id))
+            .scalars()
+        )
+    )
+
+
+def _natural(name: str) -> tuple[Any, ...]:
+    """Sort key in Vietnamese reading order: accents aside ("Ấp" with the a's), "Ấp 2" before "Ấp 10"."""
+    from bot.parsing.text import fold
+
+    return tuple(int(part) if part.isdigit() else fold(part) for part in re.split(r"(\d+)", name))
+
+
+def hamlet_names(session: Session, commune_code: str) -> list[str]:
+    """The hamlets (ấp, khóm, thôn, tổ dân phố) a commune keeps, in natural order; empty when it keeps none."""
+    names = (
+        session.connection()
+        .execute(select(Hamlet.name).where(Hamlet.commune_code == commune_code[:8]))
+        .scalars()
+        .all()
+    )
+    return sorted(names, key=_natural)
+
+
+# -- the delivery queue: webhook-recorded inbound messages (push channels) ------------------------------
+#
+# A webhook only records what arrived (:func:`record_pending_inbound`, ``processed_at`` NULL) and answers
+# the provider; the delivery worker later takes each person's pending rows in ``id`` order under the
+# identity lock. None of these functions block on a row another transaction holds, so a webhook is never
+# held up by a worker busy with the same person.
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingInbound:
+    """A recorded, not yet processed inbound message."""
+
+    id: int
+    identity_id: int
+    channel: str
+    message_id: str | None
+    payload: dict[str, Any] | None
+    attempts: int
+    received_at: dt.datetime
+
+
+_FIND_IDENTITY: Final = select(Identity.id).where(
+    Identity.channel == bindparam("channel"), Identity.user_hash == bindparam("user_hash")
+)
+_NEXT_PENDING: Final = (
+    select(
+        InboundMessage.id,
+        InboundMessage.identity_id,
+        InboundMessage.channel,
+        InboundMessage.message_id,
+        InboundMessage.payload,
+        InboundMessage.attempts,
+        InboundMessage.received_at,
+    )
+    .where(
+        InboundMessage.identity_id == bindparam("identity_id"),
+        InboundMessage.processed_at.is_(None),
+    )
+    .order_by(InboundMessage.id)
+    .limit(1)
+)
+_LOCK_IDENTITY_ID: Final = (
+    update(Identity)
+    .where(Identity.id == bindparam("identity_id"))
+    .values(
+        last_seen_at=bindparam("now"),
+        address=func.coalesce(bindparam("address"), Identity.address),
+        # The person wrote again: a channel that refused to deliver (window closed, blocked) may accept now.
+        unreachable_at=None,
+    )
+    .returning(Identity.id, Identity.outbound_seq)
+)
+_COMPLETE_PENDING: Final = (
+    update(InboundMessage)
+    .where(InboundMessage.id == bindparam("inbound_id"), InboundMessage.processed_at.is_(None))
+    .values(
+        payload=bindparam("payload"),
+        reply=bindparam("reply"),
+        processed_at=bindparam("processed_at"),
+    )
+)
+
+
+_insert_ignoring: dict[tuple[str, tuple[str, ...]], Executable] = {}
+
+
+def _insert_ignoring_conflict(connection: Connection, table: Any, keys: list[str], values: dict[str, Any]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING id``: the new id, or None when the row exists.
+
+    Written as one textual statement with typed parameters, built once per table and column set: SQLAlchemy
+    does not cache the compiled form of the dialect ``insert().on_conflict_do_nothing()`` constructs, and a
+    webhook runs this on every delivery, where compiling cost more than executing. The syntax is the same on
+    PostgreSQL and SQLite (3.35+).
+    """
+    cache_key = (table.__tablename__, tuple(values))
+    statement = _insert_ignoring.get(cache_key)
+    if statement is None:
+        columns = table.__table__.c
+        names = list(values)
+        sql = (
+            f"INSERT INTO {table.__tablename__} ({', '.join(names)}) "
+            f"VALUES ({', '.join(':' + n for n in names)}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO NOTHING RETURNING id"
+        )
+        statement = _insert_ignoring[cache_key] = (
+            text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names)).columns(columns.id)
+        )
+    return connection.execute(statement, values).scalar_one_or_none()
+
+
+def identity_id_for(
+    session: Session, channel: str, user_hash: str, *, address: str | None, now: dt.datetime
+) -> int:
+    """Return the id of the identity, creating it when new, **without** locking it.
+
+    A plain ``SELECT`` first: it never waits, even while a worker holds the identity's row lock (an
+    ``INSERT ... ON CONFLICT`` on an existing row may wait for that worker's transaction on PostgreSQL). Only
+    a new person costs an insert.
+    """
+    connection = session.connection()
+    params = {"channel": channel, "user_hash": user_hash}
+    found = connection.execute(_FIND_IDENTITY, params).scalar_one_or_none()
+    if found is not None:
+        return int(found)
+    new_id = _insert_ignoring_conflict(
+        connection,
+        Identity,
+        ["channel", "user_hash"],
+        {
+            "channel": channel,
+            "user_hash": user_hash,
+            "address": address,
+            "outbound_seq": 0,
+            "created_at": now,
+            "last_seen_at": now,
+        },
+    )
+    if new_id is None:  # created by a concurrent delivery since the SELECT
+        new_id = connection.execute(_FIND_IDENTITY, params).scalar_one()
+    return int(new_id)
+
+
+def record_pending_inbound(
+    session: Session,
+    identity_id: int,
+    channel: str,
+    message_id: str,
+    *,
+    payload: Mapping[str, Any],
+    received_at: dt.datetime,
+) -> int | None:
+    """Record a webhook event for later processing; return its id, or None when it was already recorded.
+
+    The unique ``(channel, identity, message_id)`` makes a provider's redelivery a no-op, whether the first
+    copy is still queued or long processed.
+    """
+    new_id = _insert_ignoring_conflict(
+        session.connection(),
+        InboundMessage,
+        ["channel", "identity_id", "message_id"],
+        {
+            "channel": channel,
+            "message_id": message_id,
+            "identity_id": identity_id,
+            "received_at": received_at,
+            "payload": dict(payload),
+            "processed_at": None,
+            "reply": None,
+        },
+    )
+    return None if new_id is None else int(new_id)
+
+
+def next_pending_inbound(session: Session, identity_id: int) -> PendingInbound | None:
+    """Return the person's oldest unprocessed recorded message, if any."""
+    row = session.connection().execute(_NEXT_PENDING, {"identity_id": identity_id}).one_or_none()
+    if row is None:
+        return None
+    return PendingInbound(
+        id=row.id,
+        identity_id=row.identity_id,
+        channel=row.channel,
+        message_id=row.message_id,
+        payload=row.payload,
+        attempts=row.attempts,
+        received_at=row.received_at,
+    )
+
+
+def pending_inbound_identities(
+    session: Session, *, limit: int, received_before: dt.datetime | None = None
+) -> list[int]:
+    """Identities with unprocessed recorded messages, the longest-waiting first (served by the partial index).
+
+    Args:
+        session: Any session.
+        limit: Most identities to return.
+        received_before: Only count messages recorded before this time (a sweeper leaving fresh ones to the
+            queue that was told about them).
+    """
+    conditions: list[Any] = [InboundMessage.processed_at.is_(None), InboundMessage.identity_id.is_not(None)]
+    if received_before is not None:
+        conditions.append(InboundMessage.received_at < received_before)
+    statement = (
+        select(InboundMessage.identity_id)
+        .where(*conditions)
+        .group_by(InboundMessage.identity_id)
+        .order_by(func.min(InboundMessage.id))
+        .limit(limit)
+    )
+    return [int(i) for i in session.connection().execute(statement).scalars() if i is not None]
+
+
+def lock_identity_id(
+    session: Session, identity_id: int, *, now: dt.datetime, address: str | None
+) -> IdentityRow | None:
+    """Lock a known identity for processing one of its messages (see :func:`lock_identity`).
+
+    Also records the interaction (``last_seen_at``, what the channels' reply windows count from), refreshes
+    the reply address and clears ``unreachable_at``. None when the identity no longer exists.
+    """
+    row = (
+        session.connection()
+        .execute(_LOCK_IDENTITY_ID, {"identity_id": identity_id, "now": now, "address": address})
+        .one_or_none()
+    )
+    return None if row is None else IdentityRow(id=row.id, outbound_seq=row.outbound_seq)
+
+
+def complete_pending_inbound(
+    session: Session,
+    inbound_id: int,
+    *,
+    payload: Mapping[str, Any] | None,
+    reply: Mapping[str, Any] | None,
+    processed_at: dt.datetime,
+) -> bool:
+    """Mark a recorded message processed; False if it already was (another worker got there first)."""
+    result = session.connection().execute(
+        _COMPLETE_PENDING,
+        {
+            "inbound_id": inbound_id,
+            "payload": dict(payload) if payload is not None else None,
+            "reply": dict(reply) if reply is not None else None,
+            "processed_at": processed_at,
+        },
+    )
+    return result.rowcount == 1
+
+
+def is_inbound_pending(session: Session, inbound_id: int) -> bool:
+    """Whether a recorded message is still unprocessed."""
+    processed = session.connection().execute(
+        select(InboundMessage.id).where(InboundMessage.id == inbound_id, InboundMessage.processed_at.is_(None))
+    )
+    return processed.first() is not None
+
+
+def record_inbound_failure(
+    session: Session, inbound_id: int, *, error: str, give_up: bool, now: dt.datetime
+) -> int:
+    """Count a failed processing attempt; with ``give_up``, mark the message processed with the error.
+
+    Returns:
+        The attempts now recorded.
+    """
+    values: dict[str, Any] = {"attempts": InboundMessage.attempts + 1, "last_error": error[:2000]}
+    if give_up:
+        values.update(processed_at=now, reply={"error": error[:500]})
+    connection = session.connection()
+    connection.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == inbound_id, InboundMessage.processed_at.is_(None))
+        .values(**values)
+    )
+    attempts = connection.execute(
+        select(InboundMessage.attempts).where(InboundMessage.id == inbound_id)
+    ).scalar_one_or_none()
+    return int(attempts or 0)
+
+
+# -- the outbox worker ------------------------------------------------------------------------------------
+#
+# Only the head of a person's queue (their lowest pending ``seq``) is ever claimed, so a later reply can
+# never overtake an earlier one that is still being sent or waiting for a retry. A claim is a lease: the
+# row stays ``pending`` but its ``next_attempt_at`` moves to the end of the lease, which hides it (and so
+# the rest of that person's queue) from every other worker until the result is recorded; a worker killed
+# mid-send leaves a row that becomes due again when the lease ends. On PostgreSQL the claiming SELECT
+# skips rows another worker is claiming (``FOR UPDATE SKIP LOCKED``), so workers never wait on each other.
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxClaim:
+    """An outbox row leased to one worker, with what it needs to send it."""
+
+    id: int
+    identity_id: int
+    channel: str
+    seq: int
+    payload: dict[str, Any] | None
+    parts_sent: int
+    #: Attempts including this one.
+    attempts: int
+    created_at: dt.datetime
+    #: The lease: also the token that must still be on the row when the result is recorded.
+    lease_until: dt.datetime
+    address: str | None
+    last_seen_at: dt.datetime | None
+    unreachable_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxOutcome:
+    """What happened to one claimed row.
+
+    ``status`` is ``sent`` | ``failed`` | ``pending`` (retry at ``next_attempt_at``).
+    """
+
+    claim: OutboxClaim
+    status: OutboundStatus
+    parts_sent: int
+    error: str | None = None
+    next_attempt_at: dt.datetime | None = None
+    #: The person cannot be reached: mark the identity and fail the rest of their queue.
+    unreachable: bool = False
+
+
+def _outbox_due_conditions(
+    o: Any, *, due_before: dt.datetime, channels: Sequence[str], identity_id: int | None
+) -> list[Any]:
+    """WHERE clause of a due head-of-queue outbox row (``o`` is the outer alias)."""
+    p = OutboundMessage.__table__.alias("p")
+    head_seq = (
+        select(func.min(p.c.seq))
+        .where(p.c.identity_id == o.c.identity_id, p.c.status == OutboundStatus.PENDING)
+        .scalar_subquery()
+    )
+    conditions = [
+        o.c.status == OutboundStatus.PENDING,
+        or_(o.c.next_attempt_at <= due_before, o.c.next_attempt_at.is_(None)),
+        o.c.channel.in_(list(channels)),
+        o.c.seq == head_seq,
+    ]
+    if identity_id is not None:
+        conditions.append(o.c.identity_id == identity_id)
+    return conditions
+
+
+def claim_outbox(
+    session: Session,
+    *,
+    now: dt.datetime,
+    lease_until: dt.datetime,
+    channels: Sequence[str],
+    limit: int,
+    identity_id: int | None = None,
+    due_before: dt.datetime | None = None,
+) -> list[OutboxClaim]:
+    """Lease up to ``limit`` due rows, each the head of a different person's queue.
+
+    Args:
+        session: The claiming transaction (commit it before sending).
+        now: Current time.
+        lease_until: End of the lease (recorded as ``next_attempt_at``).
+        channels: Channels this worker can send on.
+        limit: Most rows.
+        identity_id: Only this person's queue.
+        due_before: Only rows due before this time (default ``now``; a sweeper passes an earlier time).
+    """
+    if not channels or limit <= 0:
+        return []
+    o = OutboundMessage.__table__.alias("o")
+    statement = (
+        select(o.c.id)
+        .where(*_outbox_due_conditions(o, due_before=due_before or now, channels=channels, identity_id=identity_id))
+        .order_by(o.c.next_attempt_at, o.c.id)
+        .limit(limit)
+        .with_for_update(of=o, skip_locked=True)
+    )
+    connection = session.connection()
+    ids = [int(i) for i in connection.execute(statement).scalars()]
+    if not ids:
+        return []
+    connection.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id.in_(ids))
+        .values(next_attempt_at=lease_until, attempts=OutboundMessage.attempts + 1)
+    )
+    rows = connection.execute(
+        select(
+            OutboundMessage.id,
+            OutboundMessage.identity_id,
+            OutboundMessage.channel,
+            OutboundMessage.seq,
+            OutboundMessage.payload,
+            OutboundMessage.parts_sent,
+            OutboundMessage.attempts,
+            OutboundMessage.created_at,
+            Identity.address,
+            Identity.last_seen_at,
+            Identity.unreachable_at,
+        )
+        .join(Identity, Identity.id == OutboundMessage.identity_id)
+        .where(OutboundMessage.id.in_(ids))
+        .order_by(OutboundMessage.id)
+    ).all()
+    return [
+        OutboxClaim(
+            id=r.id,
+            identity_id=r.identity_id,
+            channel=r.channel,
+            seq=r.seq,
+            payload=r.payload,
+            parts_sent=r.parts_sent,
+            attempts=r.attempts,
+            created_at=r.created_at,
+            lease_until=lease_until,
+            address=r.address,
+            last_seen_at=r.last_seen_at,
+            unreachable_at=r.unreachable_at,
+        )
+        for r in rows
+    ]
+
+
+def finish_outbox(session: Session, outcomes: Sequence[OutboxOutcome], *, now: dt.datetime) -> int:
+    """Record the results of claimed rows whose lease is still this worker's.
+
+    A row whose ``next_attempt_at`` is no longer the claim's lease was re-leased by another worker after this
+    one's lease ran out; its result is not recorded (the other worker's will be).
+
+    Returns:
+        How many outcomes were recorded.
+    """
+    connection = session.connection()
+    recorded = 0
+    for outcome in outcomes:
+        claim = outcome.claim
+        values: dict[str, Any] = {
+            "status": outcome.status,
+            "parts_sent": outcome.parts_sent,
+            "next_attempt_at": outcome.next_attempt_at if outcome.status is OutboundStatus.PENDING else None,
+        }
+        if outcome.error:
+            # A success keeps the error of the attempt before it: the row's history stays readable.
+            values["last_error"] = outcome.error[:2000]
+        if outcome.status is OutboundStatus.SENT:
+            values["sent_at"] = now
+        result = connection.execute(
+            update(OutboundMessage)
+            .where(
+                OutboundMessage.id == claim.id,
+                OutboundMessage.status == OutboundStatus.PENDING,
+                OutboundMessage.next_attempt_at == claim.lease_until,
+            )
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            continue
+        recorded += 1
+        if outcome.unreachable:
+            connection.execute(
+                update(Identity).where(Identity.id == claim.identity_id).values(unreachable_at=now)
+            )
+            fail_pending_outbox(session, claim.identity_id, reason=f"unreachable: {outcome.error or ''}".strip())
+    return recorded
+
+
+def fail_pending_outbox(session: Session, identity_id: int, *, reason: str) -> int:
+    """Give up every pending reply to one person (they cannot be reached); returns how many."""
+    result = session.connection().execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.identity_id == identity_id, OutboundMessage.status == OutboundStatus.PENDING)
+        .values(status=OutboundStatus.FAILED, last_error=reason[:2000], next_attempt_at=None)
+    )
+    return int(result.rowcount or 0)
+
+
+def due_outbox_identities(
+    session: Session, *, due_before: dt.datetime, channels: Sequence[str], limit: int
+) -> list[int]:
+    """People whose queue head is due (for a sweeper that hands them to other workers)."""
+    if not channels:
+        return []
+    o = OutboundMessage.__table__.alias("o")
+    statement = (
+        select(o.c.identity_id)
+        .where(*_outbox_due_conditions(o, due_before=due_before, channels=channels, identity_id=None))
+        .order_by(o.c.next_attempt_at)
+        .limit(limit)
+    )
+    return [int(i) for i in session.connection().execute(statement).scalars()]
+
+
+def next_outbox_due(session: Session, identity_id: int) -> dt.datetime | None:
+    """When the head of one person's queue is next due (None when nothing is pending)."""
+    o = OutboundMessage.__table__.alias("o")
+    p = OutboundMessage.__table__.alias("p")
+    head_seq = (
+        select(func.min(p.c.seq))
+        .where(p.c.identity_id == identity_id, p.c.status == OutboundStatus.PENDING)
+        .scalar_subquery()
+    )
+    return session.connection().execute(
+        select(o.c.next_attempt_at).where(and_(o.c.identity_id == identity_id, o.c.seq == head_seq))
+    ).scalar_one_or_none()
+
+
+# -- provider tokens (Zalo OA) ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelTokenRow:
+    """The saved token pair of one channel."""
+
+    access_token: str
+    refresh_token: str | None
+    expires_at: dt.datetime | None
+    rotated_at: dt.datetime
+
+
+def load_channel_token(session: Session, channel: str) -> ChannelTokenRow | None:
+    """Return the saved token pair of ``channel``, if any."""
+    row = (
+        session.connection()
+        .execute(
+            select(
+                ChannelToken.access_token,
+                ChannelToken.refresh_token,
+                ChannelToken.expires_at,
+                ChannelToken.rotated_at,
+            ).where(ChannelToken.channel == channel)
+        )
+        .one_or_none()
+    )
+    if row is None:
+        return None
+    return ChannelTokenRow(row.access_token, row.refresh_token, row.expires_at, row.rotated_at)
+
+
+def save_channel_token(
+    session: Session,
+    channel: str,
+    *,
+    access_token: str,
+    refresh_token: str | None,
+    expires_at: dt.datetime | None,
+    rotated_at: dt.datetime,
+) -> None:
+    """Insert or replace the token pair of ``channel`` (an upsert on the unique channel)."""
+    connection = session.connection()
+    dialect_insert = _DIALECT_INSERTS[connection.dialect.name]
+    values = {
+        "channel": channel,
+        "access_token": access_token,
+        "refresh_token": refresh_token,
+        "expires_at": expires_at,
+        "rotated_at": rotated_at,
+    }
+    statement: Any = dialect_insert(ChannelToken).values(**values)
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["channel"],
+            set_={k: statement.excluded[k] for k in ("access_token", "refresh_token", "expires_at", "rotated_at")},
+        )
     )
