@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from assessment.household import AREAS, DEVICES, EDUCATION, HOUSING, SEXES, TOILETS, WASTE, WATER_SOURCES, WORK
+
 __all__ = ["FIELD_SPECS", "HOUSEHOLD_DETAILS", "MEMBER_FIELD_SPECS", "FieldSpec"]
 
 Kind = Literal["bool", "int", "number", "money", "enum", "enum_list", "code", "members"]
@@ -24,25 +26,13 @@ class FieldSpec:
     values: frozenset[str] = frozenset()
 
 
-_AREAS = frozenset({"rural", "urban"})
-_HOUSING = frozenset({"durable", "semi_durable", "less_durable", "simple", "none"})
-_WATER = frozenset(
-    {
-        "piped",
-        "drilled_well",
-        "protected_dug_well",
-        "protected_spring",
-        "rainwater",
-        "bottled",
-        "unprotected_well",
-        "unprotected_spring",
-        "surface_water",
-        "other",
-    }
-)
-_TOILETS = frozenset({"septic", "semi_septic", "pour_flush", "double_vault", "pit", "fish_pond", "none"})
-_DEVICES = frozenset({"tv", "radio", "computer", "smartphone", "phone"})
-_WASTE = frozenset({"collected", "self_treated", "dumped"})
+# The vocabularies are the core's own (one definition: assessment.household).
+_AREAS = frozenset(AREAS)
+_HOUSING = frozenset(HOUSING)
+_WATER = frozenset(WATER_SOURCES)
+_TOILETS = frozenset(TOILETS)
+_DEVICES = frozenset(DEVICES)
+_WASTE = frozenset(WASTE)
 
 _BOOL: Final = FieldSpec("bool")
 
@@ -77,23 +67,9 @@ FIELD_SPECS: Final[dict[str, FieldSpec]] = {
     "members": FieldSpec("members"),
 }
 
-_SEXES = frozenset({"male", "female"})
-_EDUCATION = frozenset(
-    {
-        "none",
-        "primary",
-        "lower_secondary",
-        "upper_secondary",
-        "vocational_elementary",
-        "vocational_intermediate",
-        "college",
-        "university",
-        "enterprise_trained",
-    }
-)
-_WORK = frozenset(
-    {"wage_with_contract", "wage_without_contract", "self_employed", "family_farm", "unemployed", "not_in_labour_force"}
-)
+_SEXES = frozenset(SEXES)
+_EDUCATION = frozenset(EDUCATION)
+_WORK = frozenset(WORK)
 
 #: Fields of one ``members`` entry the roster questions may fill (``assessment.household.Member``).
 MEMBER_FIELD_SPECS: Final[dict[str, FieldSpec]] = {

@@ -37,6 +37,7 @@ from bot.store.models import (
     AggregateMonthly,
     Answer,
     Assessment,
+    Base,
     ChannelToken,
     Consent,
     ConsentMode,
@@ -174,104 +175,45 @@ def _upsert_identity(dialect_insert: Callable[..., Any], keep_address: bool) -> 
     ).returning(Identity.id, Identity.outbound_seq)
 
 
-def _upsert_aggregate(dialect_insert: Callable[..., Any]) -> Executable:
-    statement = dialect_insert(AggregateDaily).values(
-        date=bindparam("day"),
-        commune_code=bindparam("commune_code"),
-        area=bindparam("area"),
-        standard_id=bindparam("standard_id"),
-        status=bindparam("status"),
-        count=bindparam("by"),
+#: The anonymous counter tables: the columns a row is written with, and its unique key (the ON CONFLICT target).
+#: Each statement inserts the row with ``count = :by`` or adds ``:by`` to the existing count.
+_COUNTERS: Final[dict[str, tuple[type[Base], tuple[str, ...], tuple[str, ...]]]] = {
+    "aggregate": (
+        AggregateDaily,
+        ("date", "commune_code", "area", "standard_id", "status"),
+        ("date", "commune_code", "area", "standard_id", "status"),
+    ),
+    "monthly": (
+        AggregateMonthly,
+        ("month", "province_code", "commune_code", "hamlet", "channel", "provenance", "standard_id", "status", "next_status"),
+        ("month", "commune_code", "hamlet", "channel", "provenance", "standard_id", "status", "next_status"),
+    ),
+    "deprivation": (
+        AggregateDeprivationMonthly,
+        ("month", "province_code", "commune_code", "hamlet", "standard_id", "indicator"),
+        ("month", "commune_code", "hamlet", "standard_id", "indicator"),
+    ),
+    "commune_monthly": (
+        AggregateCommuneMonthly,
+        ("month", "province_code", "commune_code", "channel", "provenance", "standard_id", "status", "next_status"),
+        ("province_code", "commune_code", "month", "channel", "provenance", "standard_id", "status", "next_status"),
+    ),
+    "commune_deprivation": (
+        AggregateCommuneDeprivationMonthly,
+        ("month", "province_code", "commune_code", "standard_id", "indicator"),
+        ("province_code", "commune_code", "month", "standard_id", "indicator"),
+    ),
+}
+
+
+def _upsert_counter(dialect_insert: Callable[..., Any], name: str) -> Executable:
+    model, columns, key = _COUNTERS[name]
+    statement = dialect_insert(model).values(
+        **{column: bindparam(column) for column in columns}, count=bindparam("by")
     )
     return statement.on_conflict_do_update(
-        index_elements=["date", "commune_code", "area", "standard_id", "status"],
-        set_={"count": AggregateDaily.count + statement.excluded["count"]},
-    )
-
-
-def _upsert_monthly(dialect_insert: Callable[..., Any]) -> Executable:
-    statement = dialect_insert(AggregateMonthly).values(
-        month=bindparam("month"),
-        province_code=bindparam("province_code"),
-        commune_code=bindparam("commune_code"),
-        hamlet=bindparam("hamlet"),
-        channel=bindparam("channel"),
-        provenance=bindparam("provenance"),
-        standard_id=bindparam("standard_id"),
-        status=bindparam("status"),
-        next_status=bindparam("next_status"),
-        count=bindparam("by"),
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[
-            "month",
-            "commune_code",
-            "hamlet",
-            "channel",
-            "provenance",
-            "standard_id",
-            "status",
-            "next_status",
-        ],
-        set_={"count": AggregateMonthly.count + statement.excluded["count"]},
-    )
-
-
-def _upsert_deprivation(dialect_insert: Callable[..., Any]) -> Executable:
-    statement = dialect_insert(AggregateDeprivationMonthly).values(
-        month=bindparam("month"),
-        province_code=bindparam("province_code"),
-        commune_code=bindparam("commune_code"),
-        hamlet=bindparam("hamlet"),
-        standard_id=bindparam("standard_id"),
-        indicator=bindparam("indicator"),
-        count=bindparam("by"),
-    )
-    return statement.on_conflict_do_update(
-        index_elements=["month", "commune_code", "hamlet", "standard_id", "indicator"],
-        set_={"count": AggregateDeprivationMonthly.count + statement.excluded["count"]},
-    )
-
-
-def _upsert_commune_monthly(dialect_insert: Callable[..., Any]) -> Executable:
-    statement = dialect_insert(AggregateCommuneMonthly).values(
-        month=bindparam("month"),
-        province_code=bindparam("province_code"),
-        commune_code=bindparam("commune_code"),
-        channel=bindparam("channel"),
-        provenance=bindparam("provenance"),
-        standard_id=bindparam("standard_id"),
-        status=bindparam("status"),
-        next_status=bindparam("next_status"),
-        count=bindparam("by"),
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[
-            "province_code",
-            "commune_code",
-            "month",
-            "channel",
-            "provenance",
-            "standard_id",
-            "status",
-            "next_status",
-        ],
-        set_={"count": AggregateCommuneMonthly.count + statement.excluded["count"]},
-    )
-
-
-def _upsert_commune_deprivation(dialect_insert: Callable[..., Any]) -> Executable:
-    statement = dialect_insert(AggregateCommuneDeprivationMonthly).values(
-        month=bindparam("month"),
-        province_code=bindparam("province_code"),
-        commune_code=bindparam("commune_code"),
-        standard_id=bindparam("standard_id"),
-        indicator=bindparam("indicator"),
-        count=bindparam("by"),
-    )
-    return statement.on_conflict_do_update(
-        index_elements=["province_code", "commune_code", "month", "standard_id", "indicator"],
-        set_={"count": AggregateCommuneDeprivationMonthly.count + statement.excluded["count"]},
+        index_elements=list(key),
+        set_={"count": model.count + statement.excluded["count"]},  # type: ignore[attr-defined]
     )
 
 
@@ -291,13 +233,9 @@ def _upsert(connection: Connection, name: str) -> Executable:
         builders = {
             "identity": lambda: _upsert_identity(dialect_insert, keep_address=False),
             "identity_keep_address": lambda: _upsert_identity(dialect_insert, keep_address=True),
-            "aggregate": lambda: _upsert_aggregate(dialect_insert),
-            "monthly": lambda: _upsert_monthly(dialect_insert),
-            "deprivation": lambda: _upsert_deprivation(dialect_insert),
-            "commune_monthly": lambda: _upsert_commune_monthly(dialect_insert),
-            "commune_deprivation": lambda: _upsert_commune_deprivation(dialect_insert),
         }
-        statement = _upserts[(dialect, name)] = builders[name]()
+        builder = builders.get(name) or (lambda: _upsert_counter(dialect_insert, name))
+        statement = _upserts[(dialect, name)] = builder()
     return statement
 
 
@@ -790,7 +728,7 @@ def increment_aggregate(
     connection.execute(
         _upsert(connection, "aggregate"),
         {
-            "day": day,
+            "date": day,
             "commune_code": commune_code,
             "area": area,
             "standard_id": standard_id,
