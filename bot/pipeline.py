@@ -278,11 +278,12 @@ def handle_inbound(
     )
 
     if message_id is not None:
-        seen = repo.find_inbound(session, channel, identity, message_id)
+        # One round trip for both reads (both under the identity lock).
+        seen, conversation = repo.find_inbound_and_conversation(session, channel, identity, message_id)
         if seen is not None:
             return _replay(session, seen)
-
-    conversation = repo.current_conversation(session, identity)
+    else:
+        conversation = repo.current_conversation(session, identity)
     with _store_context(session):
         result = engine.step(conversation.state if conversation is not None else None, inbound, now)
         result = _follow_up(session, identity.id, engine, result, now)

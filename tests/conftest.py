@@ -16,6 +16,11 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from bot import create_app
 
+# Apps that tests build without TESTING (config-layering tests, for instance) would otherwise start the delivery
+# worker thread, which outlives the test's temporary database. A test that wants the thread asks for it in its
+# own config (WORKER_THREAD=True), which wins over the environment.
+os.environ.setdefault("TUSOAT_WORKER_THREAD", "false")
+
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:

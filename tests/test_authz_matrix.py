@@ -191,6 +191,30 @@ MATRIX: Final[dict[tuple[str, str], dict[str, Any]]] = {
             admin={"A": 403, "B": 403, "other": 403, "unknown": 404},
         ),
     },
+    ("dashboard.new_assessment", "GET"): {
+        # The web form: collaborators of the commune (any of their hamlets), officials in scope, admins.
+        "targets": {"A": f"/dashboard/c/{COMMUNE_A}/new", "B": f"/dashboard/c/{COMMUNE_B}/new",
+                    "other": f"/dashboard/c/{COMMUNE_OTHER}/new", "unknown": "/dashboard/c/99999/new"},
+        "expect": table(
+            collaborator={"A": 200, "B": 403, "other": 403, "unknown": 404},
+            official_a={"A": 200, "B": 403, "other": 403, "unknown": 404},
+            official_p={"A": 200, "B": 200, "other": 403, "unknown": 404},
+            official_q={"A": 403, "B": 403, "other": 200, "unknown": 404},
+            admin={"A": 200, "B": 200, "other": 200, "unknown": 404},
+        ),
+    },
+    ("dashboard.new_assessment", "POST"): {
+        # An empty form: allowed accounts get the form back with its errors (200, nothing stored), others 403.
+        "targets": {"A": f"/dashboard/c/{COMMUNE_A}/new", "B": f"/dashboard/c/{COMMUNE_B}/new",
+                    "other": f"/dashboard/c/{COMMUNE_OTHER}/new", "unknown": "/dashboard/c/99999/new"},
+        "expect": table(
+            collaborator={"A": 200, "B": 403, "other": 403, "unknown": 404},
+            official_a={"A": 200, "B": 403, "other": 403, "unknown": 404},
+            official_p={"A": 200, "B": 200, "other": 403, "unknown": 404},
+            official_q={"A": 403, "B": 403, "other": 200, "unknown": 404},
+            admin={"A": 200, "B": 200, "other": 200, "unknown": 404},
+        ),
+    },
     ("dashboard.household", "GET"): {
         "targets": {h: f"/dashboard/household/{{{h}}}" for h in HOUSEHOLDS},
         "expect": table(

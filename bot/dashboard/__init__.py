@@ -9,4 +9,7 @@ from flask import Blueprint
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 # Imported for its side effect of attaching the views to ``bp``.
-from bot.dashboard import views  # noqa: F401
+from bot.dashboard import (
+    views,  # noqa: F401
+    web_form,  # noqa: F401  (the collaborators' web form, issue D)
+)

@@ -23,7 +23,20 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -74,6 +87,7 @@ __all__ = [
     "expire_idle_conversations",
     "fail_pending_outbox",
     "find_inbound",
+    "find_inbound_and_conversation",
     "finish_outbox",
     "hamlet_names",
     "identity_id_for",
@@ -153,6 +167,30 @@ def pseudonymise(key: str | bytes, channel: str, user_ref: str) -> str:
     return hmac.new(raw_key, message, hashlib.sha256).hexdigest()
 
 
+# -- the transaction's connection --------------------------------------------------------
+
+
+#: Key under ``Session.info``: the root transaction and the connection it runs on.
+_CONNECTION_KEY: Final = "bot.store.connection"
+
+
+def _connection(session: Session) -> Connection:
+    """``session.connection()``, remembered for the rest of the session's transaction.
+
+    ``Session.connection()`` goes through the session's state machine on every
+    call (a few tens of µs); the pipeline makes about eight calls per message,
+    all on the same connection of the same transaction.
+    """
+    transaction = session.get_transaction()
+    if transaction is not None and transaction.is_active:
+        cached = session.info.get(_CONNECTION_KEY)
+        if cached is not None and cached[0] is transaction:
+            return cached[1]  # type: ignore[no-any-return]
+    connection = session.connection()
+    session.info[_CONNECTION_KEY] = (session.get_transaction(), connection)
+    return connection
+
+
 # -- prebuilt statements ----------------------------------------------------------------
 
 
@@ -214,7 +252,7 @@ def _upsert_counter(dialect_insert: Callable[..., Any], name: str) -> Executable
     return statement.on_conflict_do_update(
         index_elements=list(key),
         set_={"count": model.count + statement.excluded["count"]},  # type: ignore[attr-defined]
-    )
+    ).inline()  # no implicit RETURNING of the key: nobody reads it, and it runs as executemany
 
 
 _DIALECT_INSERTS: Final = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -235,8 +273,33 @@ def _upsert(connection: Connection, name: str) -> Executable:
             "identity_keep_address": lambda: _upsert_identity(dialect_insert, keep_address=True),
         }
         builder = builders.get(name) or (lambda: _upsert_counter(dialect_insert, name))
-        statement = _upserts[(dialect, name)] = builder()
+        statement = _upserts[(dialect, name)] = _cacheable(builder(), dialect)
     return statement
+
+
+_NAMED_DIALECTS: Final = {"postgresql": postgresql.dialect, "sqlite": sqlite.dialect}
+
+
+def _cacheable(statement: Executable, dialect: str) -> Executable:
+    """The same SQL as ``statement``, as a ``text()`` SQLAlchemy can cache once compiled.
+
+    SQLAlchemy 2.0 cannot make a cache key for ``INSERT ... ON CONFLICT`` (its
+    clause has ``inherit_cache = False``), so it compiled these statements on
+    every execution: the identity upsert alone was about 15 % of the CPU of a
+    chat message. Rendered once here (named parameters, each with its column's
+    type, so values are still converted as before), the text is compiled once
+    per connection dialect and reused from the statement cache.
+    """
+    compiled = statement.compile(dialect=_NAMED_DIALECTS[dialect](paramstyle="named"))
+    params: dict[str, Any] = {}
+    for bind, name in compiled.bind_names.items():
+        if name not in params:
+            params[name] = (
+                bindparam(name, type_=bind.type)
+                if bind.required
+                else bindparam(name, bind.effective_value, type_=bind.type)
+            )
+    return text(compiled.string).bindparams(*params.values())
 
 
 _FIND_INBOUND: Final = select(InboundMessage.id, InboundMessage.reply).where(
@@ -255,6 +318,23 @@ _CURRENT_CONVERSATION: Final = (
     .where(Conversation.identity_id == bindparam("identity_id"))
     .order_by(Conversation.id.desc())
     .limit(1)
+)
+_SEEN = _FIND_INBOUND.subquery("seen")
+_LATEST = _CURRENT_CONVERSATION.subquery("latest")
+#: :data:`_FIND_INBOUND` and :data:`_CURRENT_CONVERSATION` in one round trip: one row, NULLs where there is none.
+_SEEN_AND_CONVERSATION: Final = select(
+    _SEEN.c.id.label("seen_id"),
+    _SEEN.c.reply.label("seen_reply"),
+    _LATEST.c.id,
+    _LATEST.c.version,
+    _LATEST.c.state,
+    _LATEST.c.status,
+    _LATEST.c.questionnaire_version,
+).select_from(
+    select(literal_column("1").label("one"))
+    .subquery("one")
+    .outerjoin(_SEEN, true())
+    .outerjoin(_LATEST, true())
 )
 _INSERT_INBOUND: Final = insert(InboundMessage).returning(InboundMessage.id)
 _INSERT_CONVERSATION: Final = insert(Conversation).returning(Conversation.id)
@@ -315,7 +395,7 @@ def lock_identity(
     Returns:
         The identity's id and outbox sequence counter.
     """
-    connection = session.connection()
+    connection = _connection(session)
     statement = _upsert(connection, "identity" if address is not None else "identity_keep_address")
     row = connection.execute(
         statement, {"channel": channel, "user_hash": user_hash, "address": address, "now": now}
@@ -328,7 +408,7 @@ def find_inbound(
 ) -> InboundRow | None:
     """Return the message this person already sent with this delivery id, if any."""
     row = (
-        session.connection()
+        _connection(session)
         .execute(
             _FIND_INBOUND,
             {"channel": channel, "identity_id": identity.id, "message_id": message_id},
@@ -336,6 +416,27 @@ def find_inbound(
         .one_or_none()
     )
     return InboundRow(id=row.id, reply=row.reply) if row is not None else None
+
+
+def find_inbound_and_conversation(
+    session: Session, channel: str, identity: IdentityRow, message_id: str
+) -> tuple[InboundRow | None, ConversationRow | None]:
+    """:func:`find_inbound` and :func:`current_conversation` in one statement (one round trip).
+
+    Returns:
+        The message already sent with this delivery id (or None), and the
+        person's latest conversation (or None).
+    """
+    row = (
+        _connection(session)
+        .execute(
+            _SEEN_AND_CONVERSATION,
+            {"channel": channel, "identity_id": identity.id, "message_id": message_id},
+        )
+        .one()
+    )
+    seen = InboundRow(id=row.seen_id, reply=row.seen_reply) if row.seen_id is not None else None
+    return seen, _conversation_row(row)
 
 
 def record_inbound(
@@ -355,7 +456,7 @@ def record_inbound(
     here; it cannot happen under the identity lock, and a retry would replay it.
     """
     return int(
-        session.connection()
+        _connection(session)
         .execute(
             _INSERT_INBOUND,
             {
@@ -382,12 +483,15 @@ def current_conversation(session: Session, identity: IdentityRow) -> Conversatio
     :func:`expire_idle_conversations` keeps its state, and the engine offers
     to resume it or start over when the person comes back.
     """
-    row = (
-        session.connection()
+    return _conversation_row(
+        _connection(session)
         .execute(_CURRENT_CONVERSATION, {"identity_id": identity.id})
         .one_or_none()
     )
-    if row is None:
+
+
+def _conversation_row(row: Any) -> ConversationRow | None:
+    if row is None or row.id is None:
         return None
     return ConversationRow(
         id=row.id,
@@ -408,7 +512,7 @@ def start_conversation(
 ) -> ConversationRow:
     """Insert a new active conversation."""
     conversation_id = (
-        session.connection()
+        _connection(session)
         .execute(
             _INSERT_CONVERSATION,
             {
@@ -443,7 +547,7 @@ def save_conversation(
         StaleDataError: when the version moved on (a writer that skipped the
             identity lock); :func:`bot.store.db.run_in_transaction` retries.
     """
-    result = session.connection().execute(
+    result = _connection(session).execute(
         _SAVE_CONVERSATION,
         {
             "conversation_id": conversation.id,
@@ -475,7 +579,7 @@ def record_answer(
     collaborator_name: str | None = None,
 ) -> None:
     """Record one answer (every answer is kept, also when later corrected)."""
-    session.connection().execute(
+    _connection(session).execute(
         _INSERT_ANSWER,
         {
             "conversation_id": conversation.id,
@@ -497,7 +601,7 @@ def expire_idle_conversations(session: Session, *, idle_since: dt.datetime) -> i
     Returns:
         How many conversations were marked.
     """
-    result = session.connection().execute(
+    result = _connection(session).execute(
         update(Conversation)
         .where(
             Conversation.status.in_([ConversationStatus.ACTIVE, ConversationStatus.PAUSED]),
@@ -514,7 +618,7 @@ def expire_idle_conversations(session: Session, *, idle_since: dt.datetime) -> i
 def active_consent_mode(session: Session, identity: IdentityRow) -> ConsentMode | None:
     """Return the mode of the identity's consent in force (latest not withdrawn), if any."""
     mode = (
-        session.connection()
+        _connection(session)
         .execute(
             select(Consent.mode)
             .where(Consent.identity_id == identity.id, Consent.withdrawn_at.is_(None))
@@ -535,7 +639,7 @@ def record_consent(
     now: dt.datetime,
 ) -> None:
     """Record a consent, withdrawing the one it replaces."""
-    connection = session.connection()
+    connection = _connection(session)
     connection.execute(
         update(Consent)
         .where(Consent.identity_id == identity.id, Consent.withdrawn_at.is_(None))
@@ -650,7 +754,7 @@ def record_assessment(
         province_code = known.province_code if known is not None else None
     channel = _text(channel, 32)
     provenance = Provenance(provenance)
-    connection = session.connection()
+    connection = _connection(session)
     hamlet = _canonical_hamlet(connection, commune_code, hamlet)
     assessment_id = int(
         connection.execute(
@@ -724,7 +828,7 @@ def increment_aggregate(
     by: int = 1,
 ) -> None:
     """Add ``by`` to one anonymous daily count (an upsert; safe under concurrency)."""
-    connection = session.connection()
+    connection = _connection(session)
     connection.execute(
         _upsert(connection, "aggregate"),
         {
@@ -762,7 +866,7 @@ def increment_monthly_aggregates(
     :class:`~bot.store.models.AggregateMonthly`). Imports that store many assessments at once may call this
     with ``by`` > 1 for rows that share every key.
     """
-    connection = session.connection()
+    connection = _connection(session)
     counts = {
         "month": month,
         "province_code": province_code,
@@ -850,7 +954,7 @@ def append_outbox(
         }
         for i, payload in enumerate(payloads)
     ]
-    connection = session.connection()
+    connection = _connection(session)
     connection.execute(_INSERT_OUTBOX, rows)
     identity.outbound_seq += len(rows)
     connection.execute(
@@ -861,7 +965,7 @@ def append_outbox(
 def outbox_payloads_for(session: Session, inbound: InboundRow) -> list[dict[str, Any]]:
     """Return the reply payloads recorded for ``inbound``, in delivery order."""
     payloads = (
-        session.connection().execute(_OUTBOX_FOR_INBOUND, {"inbound_id": inbound.id}).scalars()
+        _connection(session).execute(_OUTBOX_FOR_INBOUND, {"inbound_id": inbound.id}).scalars()
     )
     return [p for p in payloads if p is not None]
 
@@ -884,7 +988,7 @@ def erase_identity(session: Session, identity: IdentityRow, *, now: dt.datetime)
         identity: The person (locked).
         now: Time of the erasure (aware).
     """
-    connection = session.connection()
+    connection = _connection(session)
     conversation_ids = select(Conversation.id).where(Conversation.identity_id == identity.id)
     connection.execute(
         update(Assessment)
@@ -941,7 +1045,7 @@ def erase_identity(session: Session, identity: IdentityRow, *, now: dt.datetime)
 
 def linked_user_id(session: Session, identity_id: int) -> int | None:
     """The account this chat identity is linked to, if the link exists and the account is active."""
-    return session.connection().execute(
+    return _connection(session).execute(
         select(Identity.user_id)
         .join(User, User.id == Identity.user_id)
         .where(Identity.id == identity_id, User.active.is_(True))
@@ -950,14 +1054,14 @@ def linked_user_id(session: Session, identity_id: int) -> int | None:
 
 def unlink_identity(session: Session, identity_id: int) -> None:
     """Remove the link of a chat identity to a collaborator account ("hủy liên kết")."""
-    session.connection().execute(update(Identity).where(Identity.id == identity_id).values(user_id=None))
+    _connection(session).execute(update(Identity).where(Identity.id == identity_id).values(user_id=None))
 
 
 def user_communes(session: Session, user_id: int) -> list[str]:
     """The commune codes in an account's scope, sorted (none for a province-wide or unscoped account)."""
     return sorted(
         set(
-            session.connection()
+            _connection(session)
             .execute(select(UserScope.commune_code).where(UserScope.user_id == user_id))
             .scalars()
         )
@@ -974,7 +1078,7 @@ def _natural(name: str) -> tuple[Any, ...]:
 def hamlet_names(session: Session, commune_code: str) -> list[str]:
     """The hamlets (ấp, khóm, thôn, tổ dân phố) a commune keeps, in natural order; empty when it keeps none."""
     names = (
-        session.connection()
+        _connection(session)
         .execute(select(Hamlet.name).where(Hamlet.commune_code == commune_code[:8]))
         .scalars()
         .all()
@@ -1081,7 +1185,7 @@ def identity_id_for(
     ``INSERT ... ON CONFLICT`` on an existing row may wait for that worker's transaction on PostgreSQL). Only
     a new person costs an insert.
     """
-    connection = session.connection()
+    connection = _connection(session)
     params = {"channel": channel, "user_hash": user_hash}
     found = connection.execute(_FIND_IDENTITY, params).scalar_one_or_none()
     if found is not None:
@@ -1119,7 +1223,7 @@ def record_pending_inbound(
     copy is still queued or long processed.
     """
     new_id = _insert_ignoring_conflict(
-        session.connection(),
+        _connection(session),
         InboundMessage,
         ["channel", "identity_id", "message_id"],
         {
@@ -1137,7 +1241,7 @@ def record_pending_inbound(
 
 def next_pending_inbound(session: Session, identity_id: int) -> PendingInbound | None:
     """Return the person's oldest unprocessed recorded message, if any."""
-    row = session.connection().execute(_NEXT_PENDING, {"identity_id": identity_id}).one_or_none()
+    row = _connection(session).execute(_NEXT_PENDING, {"identity_id": identity_id}).one_or_none()
     if row is None:
         return None
     return PendingInbound(
@@ -1172,7 +1276,7 @@ def pending_inbound_identities(
         .order_by(func.min(InboundMessage.id))
         .limit(limit)
     )
-    return [int(i) for i in session.connection().execute(statement).scalars() if i is not None]
+    return [int(i) for i in _connection(session).execute(statement).scalars() if i is not None]
 
 
 def lock_identity_id(
@@ -1184,7 +1288,7 @@ def lock_identity_id(
     the reply address and clears ``unreachable_at``. None when the identity no longer exists.
     """
     row = (
-        session.connection()
+        _connection(session)
         .execute(_LOCK_IDENTITY_ID, {"identity_id": identity_id, "now": now, "address": address})
         .one_or_none()
     )
@@ -1200,7 +1304,7 @@ def complete_pending_inbound(
     processed_at: dt.datetime,
 ) -> bool:
     """Mark a recorded message processed; False if it already was (another worker got there first)."""
-    result = session.connection().execute(
+    result = _connection(session).execute(
         _COMPLETE_PENDING,
         {
             "inbound_id": inbound_id,
@@ -1214,7 +1318,7 @@ def complete_pending_inbound(
 
 def is_inbound_pending(session: Session, inbound_id: int) -> bool:
     """Whether a recorded message is still unprocessed."""
-    processed = session.connection().execute(
+    processed = _connection(session).execute(
         select(InboundMessage.id).where(InboundMessage.id == inbound_id, InboundMessage.processed_at.is_(None))
     )
     return processed.first() is not None
@@ -1231,7 +1335,7 @@ def record_inbound_failure(
     values: dict[str, Any] = {"attempts": InboundMessage.attempts + 1, "last_error": error[:2000]}
     if give_up:
         values.update(processed_at=now, reply={"error": error[:500]})
-    connection = session.connection()
+    connection = _connection(session)
     connection.execute(
         update(InboundMessage)
         .where(InboundMessage.id == inbound_id, InboundMessage.processed_at.is_(None))
@@ -1341,7 +1445,7 @@ def claim_outbox(
         .limit(limit)
         .with_for_update(of=o, skip_locked=True)
     )
-    connection = session.connection()
+    connection = _connection(session)
     ids = [int(i) for i in connection.execute(statement).scalars()]
     if not ids:
         return []
@@ -1396,7 +1500,7 @@ def finish_outbox(session: Session, outcomes: Sequence[OutboxOutcome], *, now: d
     Returns:
         How many outcomes were recorded.
     """
-    connection = session.connection()
+    connection = _connection(session)
     recorded = 0
     for outcome in outcomes:
         claim = outcome.claim
@@ -1432,7 +1536,7 @@ def finish_outbox(session: Session, outcomes: Sequence[OutboxOutcome], *, now: d
 
 def fail_pending_outbox(session: Session, identity_id: int, *, reason: str) -> int:
     """Give up every pending reply to one person (they cannot be reached); returns how many."""
-    result = session.connection().execute(
+    result = _connection(session).execute(
         update(OutboundMessage)
         .where(OutboundMessage.identity_id == identity_id, OutboundMessage.status == OutboundStatus.PENDING)
         .values(status=OutboundStatus.FAILED, last_error=reason[:2000], next_attempt_at=None)
@@ -1453,7 +1557,7 @@ def due_outbox_identities(
         .order_by(o.c.next_attempt_at)
         .limit(limit)
     )
-    return [int(i) for i in session.connection().execute(statement).scalars()]
+    return [int(i) for i in _connection(session).execute(statement).scalars()]
 
 
 def next_outbox_due(session: Session, identity_id: int) -> dt.datetime | None:
@@ -1465,7 +1569,7 @@ def next_outbox_due(session: Session, identity_id: int) -> dt.datetime | None:
         .where(p.c.identity_id == identity_id, p.c.status == OutboundStatus.PENDING)
         .scalar_subquery()
     )
-    return session.connection().execute(
+    return _connection(session).execute(
         select(o.c.next_attempt_at).where(and_(o.c.identity_id == identity_id, o.c.seq == head_seq))
     ).scalar_one_or_none()
 
@@ -1486,7 +1590,7 @@ class ChannelTokenRow:
 def load_channel_token(session: Session, channel: str) -> ChannelTokenRow | None:
     """Return the saved token pair of ``channel``, if any."""
     row = (
-        session.connection()
+        _connection(session)
         .execute(
             select(
                 ChannelToken.access_token,
@@ -1512,7 +1616,7 @@ def save_channel_token(
     rotated_at: dt.datetime,
 ) -> None:
     """Insert or replace the token pair of ``channel`` (an upsert on the unique channel)."""
-    connection = session.connection()
+    connection = _connection(session)
     dialect_insert = _DIALECT_INSERTS[connection.dialect.name]
     values = {
         "channel": channel,
