@@ -14,6 +14,8 @@ review queue, official list official, admin (+ upload:    commune in scope
                             official)
 household, Mẫu số 01        official, admin, collaborator household in scope and shared, else 404
 record review outcome       official                      household in scope, else 404
+web form (new household)    official, admin, collaborator commune in scope (collaborators: their own hamlets);
+                                                          see :mod:`bot.dashboard.web_form`
 ==========================  ============================  =====================================================
 
 Unknown provinces, communes and hamlets are 404. Every household-level page writes an audit row.

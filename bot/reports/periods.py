@@ -10,7 +10,7 @@ whole calendar months that end with the last full month before the due date:
 
 Consecutive annual periods tile the calendar without gap or overlap (November and December, the busiest
 months of the periodic review, fall in the next year's report rather than in none), and the periods start in
-the previous year as the general reporting regime of state agencies (Nghị định 09/2019/NĐ-CP, Điều 12) does;
+the previous year as the general reporting regime of state agencies (Nghị định 09/2019/NĐ-CP, Điều 12; not checked against the gazette here) does;
 that decree's own cut-off days (the 14th of June and of December) fall after this plan's due dates, so they
 are not used. Whole months also match the monthly aggregate tables exactly, so a report never needs the
 household rows that erasure removes. A deployment whose province sets other dates changes ``REPORT_PERIODS``
