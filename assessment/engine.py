@@ -19,7 +19,7 @@ from typing import Any, Mapping, NamedTuple
 
 from .errors import InputError, Problem
 from .geo import Commune, commune_by_code
-from .household import Household, _already_valid, parse_date, parse_household
+from .household import Household, parse_date, parse_household
 from .policies import PolicyCatalog, PolicyFacts, PolicyMatch, default_catalog
 from .rules import SHAPE_MISS, Classification, CompiledStandard, compile_standard
 from .standards import Standard, default_standards, next_standard, standard_for

@@ -329,6 +329,15 @@ def secrets_equal(got: str | None, want: str) -> bool:
     return hmac.compare_digest(got.encode("utf-8"), want.encode("utf-8"))
 
 
+def check_secret_header(headers: Mapping[str, str] | Any, name: str, expected: str) -> None:
+    """Check a shared-secret header (Telegram, Zalo Bot) in constant time; raise SignatureError if missing or wrong."""
+    got = header(headers, name)
+    if got is None:
+        raise SignatureError(f"missing {name}")
+    if not secrets_equal(got, expected):
+        raise SignatureError(f"wrong {name}")
+
+
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
     """Parse an HTTP ``Retry-After`` header: delay seconds or an HTTP date."""
     if not value:

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, ClassVar, Final
 
 from bot.channels.base import (
+    check_secret_header,
     Capabilities,
     ChannelAdapter,
     ChannelConfigError,
@@ -38,15 +39,12 @@ from bot.channels.base import (
     InboundEvent,
     ParseError,
     SendResult,
-    SignatureError,
     as_dict,
     config_float,
     config_value,
-    header,
     http_timeout,
     loads,
     parse_retry_after,
-    secrets_equal,
 )
 from bot.channels.text import normalize, utf16_len
 
@@ -207,11 +205,7 @@ class TelegramAdapter(ChannelAdapter):
         Raises:
             SignatureError: Missing or wrong.
         """
-        got = header(headers, SECRET_HEADER)
-        if got is None:
-            raise SignatureError(f"missing {SECRET_HEADER}")
-        if not secrets_equal(got, self.secret_token):
-            raise SignatureError(f"wrong {SECRET_HEADER}")
+        check_secret_header(headers, SECRET_HEADER, self.secret_token)
 
     def parse(self, raw_body: bytes, headers: Mapping[str, str] | None = None) -> list[InboundEvent]:
         """Map one Update to zero or one event; the de-duplication key is ``update_id``.

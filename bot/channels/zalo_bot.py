@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
 from bot.channels.base import (
+    check_secret_header,
     Capabilities,
     ChannelAdapter,
     ChannelConfigError,
@@ -31,14 +32,11 @@ from bot.channels.base import (
     InboundEvent,
     ParseError,
     SendResult,
-    SignatureError,
     as_dict,
     config_value,
-    header,
     http_timeout,
     loads,
     parse_retry_after,
-    secrets_equal,
     utc_from_ms,
 )
 from bot.channels.text import normalize
@@ -116,11 +114,7 @@ class ZaloBotAdapter(ChannelAdapter):
         Raises:
             SignatureError: Missing or wrong.
         """
-        got = header(headers, SECRET_HEADER)
-        if got is None:
-            raise SignatureError(f"missing {SECRET_HEADER}")
-        if not secrets_equal(got, self.secret_token):
-            raise SignatureError(f"wrong {SECRET_HEADER}")
+        check_secret_header(headers, SECRET_HEADER, self.secret_token)
 
     def parse(self, raw_body: bytes, headers: Mapping[str, str] | None = None) -> list[InboundEvent]:
         """Map a delivery (wrapped or bare; one update or a list) to events.
