@@ -22,6 +22,7 @@ import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from difflib import SequenceMatcher
 from pathlib import Path
 
@@ -196,6 +197,19 @@ def resolve_commune(text: str, province_code: str | int | None = None, limit: in
     """
     if not isinstance(text, str) or limit <= 0:
         return []
+    # The fuzzy search costs a few milliseconds and a deployment's residents type the same few names over and
+    # over: memoise (the matches are immutable; the caller gets its own list).
+    if len(text) > 120:  # no commune name is that long; don't let long messages fill the cache
+        return _resolve(text, province_code, limit)
+    return list(_resolve_cached(text, None if province_code is None else str(province_code), limit))
+
+
+@lru_cache(maxsize=4096)
+def _resolve_cached(text: str, province_code: str | None, limit: int) -> tuple[CommuneMatch, ...]:
+    return tuple(_resolve(text, province_code, limit))
+
+
+def _resolve(text: str, province_code: str | int | None, limit: int) -> list[CommuneMatch]:
     if province_code is not None:
         if not str(province_code).strip().isdigit():
             return []  # no such province
