@@ -201,10 +201,8 @@ def _regime_period() -> Period:
         abort(Response(message, status=400, mimetype="text/plain"))
 
 
-@bp.get("/regime")
-@require_roles(*OFFICIALS)
-def regime() -> str:
-    """The 6-month or annual report table for the viewer's communes."""
+def _regime_report() -> tuple[Any, Any, str | None, bool]:
+    """The report the request asks for, in the viewer's scope: (report, period, commune, by hamlet)."""
     scope = current_scope()
     period = _regime_period()
     commune = _code("commune")
@@ -213,6 +211,14 @@ def regime() -> str:
     by_hamlet = request.args.get("by_hamlet") in ("1", "true", "on")
     with get_store().engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
         report = build_report(connection, scope, period, commune_code=commune)
+    return report, period, commune, by_hamlet
+
+
+@bp.get("/regime")
+@require_roles(*OFFICIALS)
+def regime() -> str:
+    """The 6-month or annual report table for the viewer's communes."""
+    report, period, commune, by_hamlet = _regime_report()
     return render_template(
         "reports/regime.html",
         report=report,
@@ -229,14 +235,7 @@ def regime() -> str:
 @require_roles(*OFFICIALS)
 def regime_xlsx() -> Response:
     """The report table as an XLSX workbook."""
-    scope = current_scope()
-    period = _regime_period()
-    commune = _code("commune")
-    if commune and not scope.reaches(commune):
-        abort(403)
-    by_hamlet = request.args.get("by_hamlet") in ("1", "true", "on")
-    with get_store().engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
-        report = build_report(connection, scope, period, commune_code=commune)
+    report, period, commune, by_hamlet = _regime_report()
     headings, rows = report_sheet_rows(report, by_hamlet=by_hamlet)
 
     def build(sink: Any) -> None:
