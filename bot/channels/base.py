@@ -580,6 +580,30 @@ class ChannelAdapter(abc.ABC):
             retry_after=retry_after,
         )
 
+    def _bot_api_call(
+        self, url: str, payload: dict[str, Any], provider: str
+    ) -> tuple[SendResult | None, requests.Response | None, Any]:
+        """POST a Bot-API-style method (Telegram, Zalo Bot) and settle what the ``{ok, result}`` envelope settles.
+
+        Returns ``(result, response, body)``: ``result`` is set for a transport failure, a success (with the
+        ``message_id`` of ``result``) or a body that is not an object; otherwise it is None and the caller
+        classifies the provider's ``error_code`` envelope in ``body``.
+        """
+        reply = self._http("POST", url, json_body=payload)
+        if reply.failure is not None:
+            return reply.failure, None, None
+        response, body = reply.response, reply.body
+        assert response is not None
+        if isinstance(body, dict) and body.get("ok") is True:
+            result = body.get("result")
+            message_id = result.get("message_id") if isinstance(result, dict) else None
+            sent = SendResult(ok=True, provider_message_id=None if message_id is None else str(message_id))
+            return sent, response, body
+        if not isinstance(body, dict):
+            failure = self._http_status_failure(response, body, "", f"HTTP {response.status_code} from {provider}")
+            return failure, response, body
+        return None, response, body
+
     def _http_status_failure(self, response: requests.Response, body: Any, code: str, message: str) -> SendResult:
         """Classify a non-2xx status nobody handled more precisely: 429/5xx retryable, other 4xx final."""
         status = response.status_code

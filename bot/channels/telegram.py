@@ -375,17 +375,10 @@ class TelegramAdapter(ChannelAdapter):
 
     def _call(self, method: str, payload: dict[str, Any]) -> SendResult:
         """POST a Bot API method and classify the ``{ok, result | error_code, description, parameters}`` reply."""
-        reply = self._http("POST", f"{self.base_url}/{method}", json_body=payload)
-        if reply.failure is not None:
-            return reply.failure
-        response, body = reply.response, reply.body
-        assert response is not None
-        if isinstance(body, dict) and body.get("ok") is True:
-            result = body.get("result")
-            message_id = result.get("message_id") if isinstance(result, dict) else None
-            return SendResult(ok=True, provider_message_id=None if message_id is None else str(message_id))
-        if not isinstance(body, dict):
-            return self._http_status_failure(response, body, "", f"HTTP {response.status_code} from Telegram")
+        settled, response, body = self._bot_api_call(f"{self.base_url}/{method}", payload, "Telegram")
+        if settled is not None:
+            return settled
+        assert response is not None and isinstance(body, dict)
         error_code = body.get("error_code")
         code: int = error_code if isinstance(error_code, int) else response.status_code
         description = str(body.get("description") or "")

@@ -267,7 +267,7 @@ def _upsert(connection: Connection, name: str) -> Executable:
         try:
             dialect_insert = _DIALECT_INSERTS[dialect]
         except KeyError:  # pragma: no cover - only SQLite and PostgreSQL are supported
-            raise NotImplementedError(f"unsupported database {dialect!r}") from None
+            raise RuntimeError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL") from None
         builders = {
             "identity": lambda: _upsert_identity(dialect_insert, keep_address=False),
             "identity_keep_address": lambda: _upsert_identity(dialect_insert, keep_address=True),
