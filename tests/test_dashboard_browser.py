@@ -9,19 +9,16 @@ Secure (browsers accept it on http://127.0.0.1) and CSRF is checked as in produc
 from __future__ import annotations
 
 import datetime as dt
-import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from bot import create_app
-from bot.store import get_store
 from bot.store.testing import temporary_database
+from tests.browser_support import ARTIFACTS, BROWSER_MARKS, TIMEOUT, phone_chromium, serve
 from tests.dashboard_support import (
     COMMUNE_A,
     COMMUNE_B,
@@ -34,23 +31,13 @@ from tests.dashboard_support import (
     add_user,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-        reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-TIMEOUT = 20
 
 
 @pytest.fixture
@@ -72,33 +59,14 @@ def server(tmp_path: Path) -> Iterator[str]:
                        income=1_480_000, now=now)
         for i in range(3):
             add_assessment(app, COMMUNE_B, "poor", hamlet="Ấp Long Bình", user_ref=f"b{i}", now=now)
-        httpd = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{httpd.server_port}"
-        finally:
-            httpd.shutdown()
-            thread.join(timeout=10)
-            get_store(app).engine.dispose()
+        with serve(app) as base_url:
+            yield base_url
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=390,844", "--lang=vi"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(TIMEOUT)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
-    try:
+    with phone_chromium(webdriver, tmp_path / "chromium-profile", 390, 844) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def shot(driver: Any, name: str) -> None:

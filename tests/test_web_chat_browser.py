@@ -9,38 +9,25 @@ A screenshot of the result is saved in ``artifacts/``.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from bot import create_app
-from bot.store import get_store
 from bot.store.testing import temporary_database
+from tests.browser_support import ARTIFACTS, BROWSER_MARKS, TIMEOUT, phone_chromium, serve
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-        reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-TIMEOUT = 20  # seconds for one reply; generous for a loaded 2-core CI machine
 
 
 @pytest.fixture
@@ -48,49 +35,15 @@ def server(tmp_path: Path) -> Iterator[str]:
     """The app served on 127.0.0.1 at a random free port, in a thread."""
     with temporary_database(tmp_path) as url:
         app: Flask = create_app({"SECRET_KEY": "browser-test", "DATABASE_URL": url})
-        httpd = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{httpd.server_port}"
-        finally:
-            httpd.shutdown()
-            thread.join(timeout=10)
-            get_store(app).engine.dispose()
+        with serve(app) as base_url:
+            yield base_url
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
     """Headless Chromium with a phone-sized window and a throwaway profile."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=360,740",
-        "--lang=vi",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(
-        options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER)
-    )
-    driver.set_page_load_timeout(TIMEOUT)
-    # Headless windows are at least 500 px wide: emulate the phone's viewport instead.
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": 360, "height": 740, "deviceScaleFactor": 2, "mobile": True},
-    )
-    try:
+    with phone_chromium(webdriver, tmp_path / "chromium-profile", 360, 740) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 class Visitor:
