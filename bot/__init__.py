@@ -62,6 +62,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from flask import Flask
 
     from bot import accounts, cli, config, errors, offices, store
+    from bot.jsoncodec import JSONProvider
 
     app = Flask(__name__, instance_relative_config=True)
     # The default SQLite database lives here; created up front so SQLite can open it.
@@ -74,6 +75,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     config.check(app)
 
     # Vietnamese text stays readable in responses; keep the core's key order.
+    app.json = JSONProvider(app)  # orjson where it can (bot.jsoncodec)
     app.json.ensure_ascii = bool(app.config.get("JSON_AS_ASCII", False))  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

@@ -25,7 +25,7 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypedDict
 
 from sqlalchemy.orm import Session
@@ -42,17 +42,20 @@ _log = logging.getLogger(__name__)
 __all__ = [
     "ChoicePayload",
     "EventLike",
-    "ProcessedInbound",
-    "RecordedEvent",
-    "event_document",
-    "process_pending",
-    "record_events",
     "MessagePayload",
     "PipelineConfig",
     "PipelineResult",
+    "ProcessedInbound",
+    "RecordedEvent",
+    "StepAhead",
+    "event_document",
     "get_engine",
     "handle_inbound",
+    "outside_transaction",
     "process_inbound",
+    "process_pending",
+    "record_events",
+    "step_ahead",
 ]
 
 #: Longest inbound text kept in the database; anything past it is dropped from
@@ -245,6 +248,7 @@ def handle_inbound(
     config: PipelineConfig | None = None,
     synchronous: bool = False,
     store_address: bool = True,
+    ahead: StepAhead | None = None,
 ) -> PipelineResult:
     """Process one inbound message inside the caller's transaction (no commit here).
 
@@ -261,6 +265,9 @@ def handle_inbound(
             response, terminal): outbox rows are recorded as sent.
         store_address: Keep ``user_ref`` as the reply address (push channels need
             it; synchronous channels don't, so they should pass False).
+        ahead: The step :func:`step_ahead` computed for this message from a
+            snapshot; used when the conversation has not moved on since (same
+            id and version), computed again here otherwise.
 
     Returns:
         The replies and the conversation's position.
@@ -274,18 +281,36 @@ def handle_inbound(
 
     user_hash = repo.pseudonymise(config.pseudonym_key, channel, user_ref)
     identity = repo.lock_identity(
-        session, channel, user_hash, now=now, address=user_ref if store_address else None
+        session,
+        channel,
+        user_hash,
+        now=now,
+        address=user_ref if store_address else None,
+        # The step is known: count its replies on the identity row now, not in a second update.
+        reserve=len(ahead.result.messages) if ahead is not None else 0,
     )
 
-    if message_id is not None:
-        # One round trip for both reads (both under the identity lock).
-        seen, conversation = repo.find_inbound_and_conversation(session, channel, identity, message_id)
-        if seen is not None:
-            return _replay(session, seen)
+    if ahead is not None and ahead.conversation is not None and ahead.identity_id == identity.id:
+        # Not read again: saving the state checks that the conversation's version has not moved since the
+        # snapshot (StaleDataError otherwise, and the retry reads it afresh), and a delivery processed meanwhile
+        # fails the inbound row's unique key the same way.
+        conversation: repo.ConversationRow | None = ahead.conversation
+        result = ahead.result
     else:
-        conversation = repo.current_conversation(session, identity)
+        if message_id is not None:
+            # One round trip for both reads (both under the identity lock).
+            seen, conversation = repo.find_inbound_and_conversation(session, channel, identity, message_id)
+            if seen is not None:
+                repo.release_reserved(session, identity)
+                return _replay(session, seen)
+        else:
+            conversation = repo.current_conversation(session, identity)
+        if ahead is not None and _same_conversation(conversation, ahead.conversation):
+            result = ahead.result  # nothing moved since the snapshot (a first message): the step stands
+        else:
+            with _store_context(session):
+                result = engine.step(conversation.state if conversation is not None else None, inbound, now)
     with _store_context(session):
-        result = engine.step(conversation.state if conversation is not None else None, inbound, now)
         result = _follow_up(session, identity.id, engine, result, now)
     erased = _store_step(
         session, identity, conversation, result, engine=engine, now=now, config=config, channel=channel
@@ -593,17 +618,214 @@ def process_inbound(
     message_id: str | None,
     inbound: InboundLike,
     now: dt.datetime | None = None,
+    *,
+    precompute: bool | None = None,
     **options: Any,
 ) -> PipelineResult:
     """Run :func:`handle_inbound` as its own transaction: commit, or retry on conflict.
 
     Takes the same arguments as :func:`handle_inbound`. ``now`` defaults to
-    the time of each attempt.
+    the time of the first attempt.
+
+    The engine step is first computed from a snapshot (``precompute``; by
+    default unless ``session`` is already in a transaction), by
+    :func:`step_ahead`, before any lock is taken; then:
+
+    * SQLite: under the write lock the step is only stored, or computed again
+      if the person's conversation moved on meanwhile. The lock is database-wide,
+      so a step computed under it (the final one assesses the household and
+      writes the whole result) would hold up every other person's message.
+    * PostgreSQL: a step that only records answers or a consent (most messages) is stored by
+      one statement outside any transaction block (:func:`_store_answer_step`):
+      one round trip instead of eight, which is most of a message's cost there.
+      Any other step, or one whose conversation moved on, takes the usual path.
     """
-    return run_in_transaction(
-        session,
-        lambda s: handle_inbound(s, channel, user_ref, message_id, inbound, now, **options),
+    if precompute is None:
+        # Not when the caller's session is already in a transaction: the snapshot would end it.
+        precompute = not session.in_transaction()
+    ahead: list[StepAhead | None] = []
+    if precompute:
+        now = now or utcnow()
+        with outside_transaction(session):
+            step = step_ahead(
+                session,
+                channel,
+                user_ref,
+                message_id,
+                inbound,
+                now,
+                engine=options.get("engine"),
+                config=options.get("config"),
+            )
+            if step is not None and _one_statement(session, step):
+                stored = _store_answer_step(session, channel, user_ref, message_id, inbound, now, step, **options)
+                if stored is not None:
+                    return stored
+                step = None  # moved on, or a redelivery: the usual way, from scratch
+        ahead.append(step)
+
+    def work(s: Session) -> PipelineResult:
+        # The step computed ahead serves the first attempt only: a retry (the conversation moved on, a
+        # duplicate delivery, a busy database) reads the conversation under the lock and steps it afresh.
+        step = ahead.pop() if ahead else None
+        return handle_inbound(s, channel, user_ref, message_id, inbound, now, ahead=step, **options)
+
+    return run_in_transaction(session, work)
+
+
+def _one_statement(session: Session, ahead: StepAhead) -> bool:
+    """Whether :func:`_store_answer_step` can store this step: PostgreSQL, a known conversation, answers or a consent."""
+    result = ahead.result
+    state = result.state if isinstance(result.state, Mapping) else None
+    kinds = [event.get("type") for event in result.events]
+    return (
+        session.get_bind().dialect.name == "postgresql"
+        and ahead.identity_id is not None
+        and ahead.conversation is not None
+        and not result.done
+        and bool(state)
+        and not state.get("collab")  # collaborator mode: _follow_up checks the account link in a transaction
+        and all(kind in ("answer", "consent") for kind in kinds)
+        and kinds.count("consent") <= 1
     )
+
+
+def _store_answer_step(
+    session: Session,
+    channel: str,
+    user_ref: str,
+    message_id: str | None,
+    inbound: InboundLike,
+    now: dt.datetime,
+    ahead: StepAhead,
+    *,
+    engine: EngineLike | None = None,
+    config: PipelineConfig | None = None,
+    synchronous: bool = False,
+    store_address: bool = True,
+) -> PipelineResult | None:
+    """In :func:`outside_transaction`, store a step :func:`_one_statement` accepts, in one statement.
+
+    Returns:
+        The result, or None when the conversation moved on since the snapshot or the delivery was recorded
+        meanwhile; nothing is written then.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    result = ahead.result
+    state: Mapping[str, Any] = result.state
+    events = [event for event in result.events if event.get("type") == "answer"]
+    consents = [event for event in result.events if event.get("type") == "consent"]
+    assert ahead.identity_id is not None and ahead.conversation is not None
+    config = config or _current_config()
+    engine = engine or get_engine(config.expiry)
+    user_ref = _clean(user_ref)
+    messages = [_message_payload(m) for m in result.messages]
+    try:
+        inbound_id = repo.store_answer_step(
+            session,
+            identity_id=ahead.identity_id,
+            conversation=ahead.conversation,
+            state=dict(state),
+            status=ConversationStatus.ACTIVE,
+            questionnaire_version=_questionnaire_version(engine, state),
+            answers=[
+                repo.AnswerRecord(
+                    question_id=str(event["question_id"]),
+                    value=event.get("value"),
+                    raw=_truncate(event.get("raw")),
+                    provenance=event.get("provenance") or Provenance.SELF,
+                    collaborator_name=_truncate(event.get("collaborator"), 128),
+                )
+                for event in events
+            ],
+            consent=(
+                (
+                    ConsentMode(consents[0]["mode"]),
+                    str(consents[0].get("text_version") or config.consent_text_version)[:32],
+                )
+                if consents
+                else None
+            ),
+            channel=channel,
+            message_id=_clean(message_id) if message_id is not None else None,
+            payload=_inbound_document(_clean_inbound(inbound)),
+            reply={"question_id": result.question_id, "done": False, "assessment": None},
+            messages=messages,
+            delivered=synchronous,
+            address=user_ref if store_address else None,
+            now=now,
+        )
+    except IntegrityError:
+        return None
+    if inbound_id is None:
+        return None
+    return PipelineResult(messages=messages, question_id=result.question_id, done=False, assessment=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepAhead:
+    """An engine step computed before the transaction, and what it was computed from."""
+
+    identity_id: int | None
+    conversation: repo.ConversationRow | None
+    result: Any
+
+
+def step_ahead(
+    session: Session,
+    channel: str,
+    user_ref: str,
+    message_id: str | None,
+    inbound: InboundLike,
+    now: dt.datetime,
+    *,
+    engine: EngineLike | None = None,
+    config: PipelineConfig | None = None,
+) -> StepAhead | None:
+    """Compute the engine step for a message from a snapshot of the person's conversation, taking no lock.
+
+    Runs on the session's connection as :func:`outside_transaction` opened it (the caller's block); the step
+    is stored later only if the conversation is still the same.
+
+    Returns:
+        The step, or None when there is nothing to compute ahead: a delivery already processed (replayed under
+        the lock), or a failure (the step is computed again under the lock, where an error surfaces as usual).
+    """
+    config = config or _current_config()
+    engine = engine or get_engine(config.expiry)
+    user_hash = repo.pseudonymise(config.pseudonym_key, channel, _clean(user_ref))
+    try:
+        found = repo.snapshot(
+            session, channel, user_hash, _clean(message_id) if message_id is not None else None
+        )
+        if found.seen is not None:
+            return None
+        conversation = found.conversation
+        with _store_context(session):
+            state = conversation.state if conversation is not None else None
+            result = engine.step(state, _clean_inbound(inbound), now)
+    except Exception:  # noqa: BLE001 - computed again under the lock, where it fails visibly
+        _log.debug("step ahead failed; computing it under the lock", exc_info=True)
+        return None
+    return StepAhead(found.identity_id, conversation, result)
+
+
+@contextlib.contextmanager
+def outside_transaction(session: Session) -> Iterator[None]:
+    """Give ``session`` a connection that takes no lock and waits for no writer, for the block; release it after.
+
+    No transaction block: each statement is its own snapshot and, if it writes, commits on its own (SQLite: no
+    ``BEGIN``; PostgreSQL: autocommit, so a read costs one round trip).
+    """
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    session.connection(
+        execution_options={SQLITE_BEGIN_OPTION: "NONE"} if sqlite else {"isolation_level": "AUTOCOMMIT"}
+    )
+    try:
+        yield
+    finally:
+        session.rollback()  # hands the connection back (under autocommit nothing is left open)
 
 
 # -- push channels: events recorded by a webhook, processed later by the delivery worker ---------------------

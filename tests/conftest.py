@@ -15,6 +15,9 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from bot import create_app
+from bot.store.db import Store
+from bot.store.migrate import upgrade_if_needed
+from bot.store.testing import temporary_database
 
 # Apps that tests build without TESTING (config-layering tests, for instance) would otherwise start the delivery
 # worker thread, which outlives the test's temporary database. A test that wants the thread asks for it in its
@@ -26,6 +29,16 @@ os.environ.setdefault("TUSOAT_WORKER_THREAD", "false")
 def database_url(tmp_path: Path) -> str:
     """URL of the database this test may use."""
     return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A migrated, empty database of this test's own (SQLite, or a PostgreSQL schema with ``TEST_DATABASE_URL``)."""
+    with temporary_database(tmp_path) as url:
+        store = Store.from_url(url)
+        upgrade_if_needed(store.engine)
+        yield store
+        store.engine.dispose()
 
 
 @pytest.fixture

@@ -202,6 +202,31 @@ def test_sixth_login_attempt_in_a_minute_is_429(app: Flask) -> None:
     assert login(client, "binh").status_code == 302
 
 
+def test_every_rate_limited_view_is_checked_by_the_limiter(app: Flask) -> None:
+    from bot.accounts.security import THROTTLED_ENDPOINTS, limiter
+
+    decorated = limiter.limit_manager._decorated_limits  # view "module.name[.endpoint]" -> limits
+    limited = {
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if any(key.startswith(f"{view.__module__}.{view.__name__}") for key in decorated)
+    }
+    assert limited and limited <= THROTTLED_ENDPOINTS
+
+
+@pytest.mark.db
+def test_the_json_apis_ignore_the_session_cookie_and_set_none(app: Flask) -> None:
+    add_user(app, "lan", "official", scopes=[(COMMUNE_A, None)])
+    client = app.test_client()
+    login(client, "lan")
+    assert client.get("/account").status_code == 200  # logged in on the site
+    response = client.post("/api/v1/chat", json={"user": "u1", "event": "follow"})
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers and "Cookie" not in response.headers.get("Vary", "")
+    standards = client.get("/api/v1/standards")
+    assert standards.status_code == 200 and "Set-Cookie" not in standards.headers
+
+
 @pytest.mark.db
 def test_session_cookie_flags(app: Flask, tmp_path: Path) -> None:
     add_user(app, "lan", "official", scopes=[(COMMUNE_A, None)])

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,7 +50,6 @@ from bot.pipeline import (
     process_inbound,
 )
 from bot.store.db import Store
-from bot.store.migrate import upgrade_if_needed
 from bot.store.models import (
     Answer,
     Assessment,
@@ -63,7 +61,6 @@ from bot.store.models import (
     UserRole,
     UserScope,
 )
-from bot.store.testing import temporary_database
 
 ON = dt.date(2026, 6, 1)
 T0 = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=7)))
@@ -510,14 +507,6 @@ def test_damaged_collaborator_states_never_break_a_step(
 # ----------------------------------------------------------------------------------------------------------------
 # The store: link codes, provenance, the new columns, erasure (also on PostgreSQL)
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with temporary_database(tmp_path) as url:
-        store = Store.from_url(url)
-        upgrade_if_needed(store.engine)
-        yield store
-        store.engine.dispose()
 
 
 def _user(

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,9 @@ from sqlalchemy import func, select
 
 from bot.pipeline import PipelineConfig, process_inbound
 from bot.store.db import Store
-from bot.store.migrate import upgrade_if_needed
 from bot.store.models import AggregateDaily, Answer, Conversation, Identity
 from bot.store.retention import purge_expired
-from bot.store.testing import FakeEngine, FakeInbound, temporary_database
+from bot.store.testing import FakeEngine, FakeInbound
 
 pytestmark = pytest.mark.db
 
@@ -21,14 +19,6 @@ CONFIG = PipelineConfig(pseudonym_key="test-key")
 YEAR = dt.timedelta(days=365)
 T0 = dt.datetime(2025, 1, 10, 3, 0, tzinfo=dt.UTC)
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with temporary_database(tmp_path) as url:
-        store = Store.from_url(url)
-        upgrade_if_needed(store.engine)
-        yield store
-        store.engine.dispose()
 
 
 def _talk(store: Store, user: str, when: dt.datetime, texts: list[str]) -> None:

@@ -9,8 +9,6 @@ tests pin the store's behaviour whatever the questionnaire says.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +19,6 @@ from sqlalchemy.orm.exc import StaleDataError
 from bot.pipeline import PipelineConfig, PipelineResult, process_inbound
 from bot.store import repository as repo
 from bot.store.db import Store
-from bot.store.migrate import upgrade_if_needed
 from bot.store.models import (
     AggregateDaily,
     Answer,
@@ -35,22 +32,13 @@ from bot.store.models import (
     OutboundMessage,
     OutboundStatus,
 )
-from bot.store.testing import FakeEngine, FakeInbound, temporary_database
+from bot.store.testing import FakeEngine, FakeInbound
 
 pytestmark = pytest.mark.db
 
 NOW = dt.datetime(2026, 3, 1, 20, 30, tzinfo=dt.UTC)  # 03:30 on 2 March in Vietnam
 CONFIG = PipelineConfig(pseudonym_key="test-key")
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A migrated, empty database."""
-    with temporary_database(tmp_path) as url:
-        store = Store.from_url(url)
-        upgrade_if_needed(store.engine)
-        yield store
-        store.engine.dispose()
 
 
 def send(

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,23 +18,19 @@ from sqlalchemy import func, select
 
 from bot.pipeline import PipelineConfig, PipelineResult, process_inbound
 from bot.store.db import Store
-from bot.store.migrate import upgrade_if_needed
-from bot.store.models import Answer, Conversation, Identity, InboundMessage, OutboundMessage
-from bot.store.testing import FakeEngine, FakeInbound, temporary_database
+from bot.store.models import (
+    Answer,
+    Conversation,
+    Identity,
+    InboundMessage,
+    OutboundMessage,
+)
+from bot.store.testing import FakeEngine, FakeInbound
 
 pytestmark = pytest.mark.db
 
 CONFIG = PipelineConfig(pseudonym_key="test-key")
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A migrated, empty database."""
-    with temporary_database(tmp_path) as url:
-        store = Store.from_url(url)
-        upgrade_if_needed(store.engine)
-        yield store
-        store.engine.dispose()
 
 
 def run_together(jobs: list[Callable[[], Any]]) -> list[Any]:

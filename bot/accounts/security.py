@@ -31,6 +31,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, UserMixin, current_user
@@ -330,6 +331,44 @@ def _limiter_storage(app: Flask) -> str:
     return str(redis_url)
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except on :data:`CSRF_EXEMPT_PREFIXES`, which get none.
+
+    The JSON APIs and provider webhooks are not browser forms and act for no logged-in
+    account, so a cookie must not authenticate anything there (which is also why they need
+    no CSRF token). Not opening a session for them keeps it so, and spares each chat
+    message the cookie's decoding and signing checks.
+    """
+
+    def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+        if request.path.startswith(CSRF_EXEMPT_PREFIXES):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
+#: Endpoints with a rate limit (``@limiter.limit``); the limiter is consulted for these only.
+THROTTLED_ENDPOINTS: Final = frozenset({"accounts.login"})
+
+
+def _check_limits_only_on_throttled_views(app: Flask) -> None:
+    """Run the limiter's per-request check on :data:`THROTTLED_ENDPOINTS` only.
+
+    Only the login form is throttled (there are no default limits), but the limiter's
+    ``before_request`` check resolves the limits of every request, chat messages included,
+    which was a few percent of a worker's CPU per message for nothing.
+    """
+    hooks = app.before_request_funcs.setdefault(None, [])
+    check = limiter._check_request_limit  # the hook Limiter.init_app registered
+    if check not in hooks:
+        return
+
+    def check_throttled() -> None:
+        if request.endpoint in THROTTLED_ENDPOINTS:
+            check()
+
+    hooks[hooks.index(check)] = check_throttled
+
+
 def _csrf_check() -> None:
     if request.method not in current_app.config["WTF_CSRF_METHODS"] or request.path.startswith(
         CSRF_EXEMPT_PREFIXES
@@ -348,6 +387,7 @@ def init_app(app: Flask) -> None:
     """Install sessions, CSRF protection and login throttling on ``app``."""
     _configure_cookies(app)
 
+    app.session_interface = _SessionInterface()
     login_manager.login_view = "accounts.login"
     login_manager.login_message = "Vui lòng đăng nhập."
     login_manager.init_app(app)
@@ -366,6 +406,7 @@ def init_app(app: Flask) -> None:
     # last app's setting.
     app.config.setdefault("RATELIMIT_ENABLED", True)
     limiter.init_app(app)
+    _check_limits_only_on_throttled_views(app)
 
     app.after_request(_commit_pending_audit)
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -32,6 +31,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import StaticPool
+
+from bot import jsoncodec
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -60,7 +61,8 @@ MAX_ATTEMPTS: Final = 5
 EXTENSION_KEY: Final = "bot.store"
 
 #: Execution option naming the SQLite BEGIN mode (``"IMMEDIATE"`` by default;
-#: read-only callers may pass ``"DEFERRED"`` to not queue behind writers).
+#: read-only callers may pass ``"DEFERRED"`` to not queue behind writers, or
+#: ``"NONE"`` for no transaction at all: each statement is its own snapshot).
 SQLITE_BEGIN_OPTION: Final = "sqlite_begin"
 
 T = TypeVar("T")
@@ -68,10 +70,6 @@ T = TypeVar("T")
 
 class RetryableConflict(Exception):
     """Raised by a unit of work to ask :func:`run_in_transaction` for another attempt."""
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -87,7 +85,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     # Compact JSON that keeps Vietnamese as UTF-8: the default escapes every
     # accented letter (\u1ebf...), doubling the size of stored states and replies.
-    kwargs.setdefault("json_serializer", _dumps)
+    kwargs.setdefault("json_serializer", jsoncodec.dumps)
+    kwargs.setdefault("json_deserializer", jsoncodec.loads)
     if parsed.get_backend_name() != "sqlite":
         # A gunicorn worker that sat idle across a PostgreSQL restart must not
         # fail its first request: connections idle in the pool are pinged at
@@ -226,6 +225,8 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        if mode == "NONE":
+            return  # autocommit: pysqlite runs each statement on its own (isolation_level None)
         if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
             raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
         # IMMEDIATE takes the write lock up front: this is how one person's

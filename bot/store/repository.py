@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     Connection,
+    Select,
     and_,
     bindparam,
     delete,
@@ -42,6 +43,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql import Executable
 
+from bot import jsoncodec
+from bot.store import direct
 from bot.store.models import (
     AggregateCommuneDeprivationMonthly,
     AggregateCommuneMonthly,
@@ -70,6 +73,7 @@ from bot.store.models import (
 
 __all__ = [
     "VIETNAM_TZ",
+    "AnswerRecord",
     "ChannelTokenRow",
     "ConversationRow",
     "IdentityRow",
@@ -77,6 +81,7 @@ __all__ = [
     "OutboxClaim",
     "OutboxOutcome",
     "PendingInbound",
+    "Snapshot",
     "active_consent_mode",
     "append_outbox",
     "claim_outbox",
@@ -110,9 +115,12 @@ __all__ = [
     "record_inbound",
     "record_inbound_failure",
     "record_pending_inbound",
+    "release_reserved",
     "save_channel_token",
     "save_conversation",
+    "snapshot",
     "start_conversation",
+    "store_answer_step",
     "unlink_identity",
     "user_communes",
 ]
@@ -123,10 +131,15 @@ VIETNAM_TZ: Final = dt.timezone(dt.timedelta(hours=7), "ICT")
 
 @dataclasses.dataclass
 class IdentityRow:
-    """The locked identity: its id and the last outbox sequence number used."""
+    """The locked identity: its id and the last outbox sequence number used.
+
+    ``reserved``: sequence numbers after ``outbound_seq`` already counted on the row by
+    :func:`lock_identity` (``reserve``), so :func:`append_outbox` need not update it again.
+    """
 
     id: int
     outbound_seq: int
+    reserved: int = 0
 
 
 @dataclasses.dataclass
@@ -191,6 +204,11 @@ def _connection(session: Session) -> Connection:
     return connection
 
 
+def _run(session: Session, statement: Any, params: Any) -> Any:
+    """Execute one of this module's per-message statements on the transaction's connection (see :mod:`.direct`)."""
+    return direct.execute(_connection(session), statement, params)
+
+
 # -- prebuilt statements ----------------------------------------------------------------
 
 
@@ -199,11 +217,14 @@ def _upsert_identity(dialect_insert: Callable[..., Any], keep_address: bool) -> 
         channel=bindparam("channel"),
         user_hash=bindparam("user_hash"),
         address=bindparam("address"),
-        outbound_seq=0,
+        outbound_seq=bindparam("reserve"),
         created_at=bindparam("now"),
         last_seen_at=bindparam("now"),
     )
-    changes: dict[str, Any] = {"last_seen_at": statement.excluded.last_seen_at}
+    changes: dict[str, Any] = {
+        "last_seen_at": statement.excluded.last_seen_at,
+        "outbound_seq": Identity.outbound_seq + statement.excluded.outbound_seq,
+    }
     if not keep_address:
         changes["address"] = statement.excluded.address
     # DO UPDATE (unlike DO NOTHING) takes the row lock on PostgreSQL, waiting for
@@ -302,40 +323,59 @@ def _cacheable(statement: Executable, dialect: str) -> Executable:
     return text(compiled.string).bindparams(*params.values())
 
 
-_FIND_INBOUND: Final = select(InboundMessage.id, InboundMessage.reply).where(
-    InboundMessage.channel == bindparam("channel"),
-    InboundMessage.identity_id == bindparam("identity_id"),
-    InboundMessage.message_id == bindparam("message_id"),
-)
-_CURRENT_CONVERSATION: Final = (
-    select(
-        Conversation.id,
-        Conversation.version,
-        Conversation.state,
-        Conversation.status,
-        Conversation.questionnaire_version,
+def _find_inbound(identity_id: Any) -> Select[Any]:
+    return select(InboundMessage.id, InboundMessage.reply).where(
+        InboundMessage.channel == bindparam("channel"),
+        InboundMessage.identity_id == identity_id,
+        InboundMessage.message_id == bindparam("message_id"),
     )
-    .where(Conversation.identity_id == bindparam("identity_id"))
-    .order_by(Conversation.id.desc())
-    .limit(1)
+
+
+def _current_conversation(identity_id: Any) -> Select[Any]:
+    return (
+        select(
+            Conversation.id,
+            Conversation.version,
+            Conversation.state,
+            Conversation.status,
+            Conversation.questionnaire_version,
+        )
+        .where(Conversation.identity_id == identity_id)
+        .order_by(Conversation.id.desc())
+        .limit(1)
+    )
+
+
+def _seen_and_conversation(identity_id: Any) -> Select[Any]:
+    """:func:`_find_inbound` and :func:`_current_conversation` in one statement: one row, NULLs where there is none."""
+    seen = _find_inbound(identity_id).subquery("seen")
+    latest = _current_conversation(identity_id).subquery("latest")
+    return select(
+        seen.c.id.label("seen_id"),
+        seen.c.reply.label("seen_reply"),
+        latest.c.id,
+        latest.c.version,
+        latest.c.state,
+        latest.c.status,
+        latest.c.questionnaire_version,
+    ).select_from(
+        select(literal_column("1").label("one"))
+        .subquery("one")
+        .outerjoin(seen, true())
+        .outerjoin(latest, true())
+    )
+
+
+_FIND_INBOUND: Final = _find_inbound(bindparam("identity_id"))
+_CURRENT_CONVERSATION: Final = _current_conversation(bindparam("identity_id"))
+_SEEN_AND_CONVERSATION: Final = _seen_and_conversation(bindparam("identity_id"))
+_KNOWN_IDENTITY: Final = (
+    select(Identity.id)
+    .where(Identity.channel == bindparam("channel"), Identity.user_hash == bindparam("user_hash"))
+    .scalar_subquery()
 )
-_SEEN = _FIND_INBOUND.subquery("seen")
-_LATEST = _CURRENT_CONVERSATION.subquery("latest")
-#: :data:`_FIND_INBOUND` and :data:`_CURRENT_CONVERSATION` in one round trip: one row, NULLs where there is none.
-_SEEN_AND_CONVERSATION: Final = select(
-    _SEEN.c.id.label("seen_id"),
-    _SEEN.c.reply.label("seen_reply"),
-    _LATEST.c.id,
-    _LATEST.c.version,
-    _LATEST.c.state,
-    _LATEST.c.status,
-    _LATEST.c.questionnaire_version,
-).select_from(
-    select(literal_column("1").label("one"))
-    .subquery("one")
-    .outerjoin(_SEEN, true())
-    .outerjoin(_LATEST, true())
-)
+#: :func:`snapshot`: the identity found by channel and keyed hash, with :data:`_SEEN_AND_CONVERSATION`.
+_SNAPSHOT: Final = _seen_and_conversation(_KNOWN_IDENTITY).add_columns(_KNOWN_IDENTITY.label("identity_id"))
 _INSERT_INBOUND: Final = insert(InboundMessage).returning(InboundMessage.id)
 _INSERT_CONVERSATION: Final = insert(Conversation).returning(Conversation.id)
 _SAVE_CONVERSATION: Final = (
@@ -374,6 +414,7 @@ def lock_identity(
     *,
     now: dt.datetime,
     address: str | None = None,
+    reserve: int = 0,
 ) -> IdentityRow:
     """Get or create the identity and hold its row lock until the transaction ends.
 
@@ -391,16 +432,42 @@ def lock_identity(
         user_hash: :func:`pseudonymise` of the raw id.
         now: Current time (aware).
         address: Raw id to reply to, for push channels; ``None`` keeps what is stored.
+        reserve: Outbox sequence numbers to count on the row now, when the caller
+            already knows how many replies it will queue (saves an update later).
 
     Returns:
-        The identity's id and outbox sequence counter.
+        The identity's id and outbox sequence counter (before the reservation).
     """
     connection = _connection(session)
     statement = _upsert(connection, "identity" if address is not None else "identity_keep_address")
-    row = connection.execute(
-        statement, {"channel": channel, "user_hash": user_hash, "address": address, "now": now}
+    row = direct.execute(
+        connection,
+        statement,
+        {"channel": channel, "user_hash": user_hash, "address": address, "now": now, "reserve": reserve},
     ).one()
-    return IdentityRow(id=row.id, outbound_seq=row.outbound_seq)
+    return IdentityRow(id=row.id, outbound_seq=row.outbound_seq - reserve, reserved=reserve)
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What :func:`snapshot` read: the person (None if new), a delivery already processed, their conversation."""
+
+    identity_id: int | None
+    seen: InboundRow | None
+    conversation: ConversationRow | None
+
+
+def snapshot(session: Session, channel: str, user_hash: str, message_id: str | None) -> Snapshot:
+    """Read a person's identity, conversation and (with ``message_id``) an earlier delivery, in one statement.
+
+    A plain read that locks nothing: what it returns may change before the caller's next transaction (see
+    :func:`bot.pipeline.step_ahead`, which checks it by the conversation's version when saving).
+    """
+    row = _run(
+        session, _SNAPSHOT, {"channel": channel, "user_hash": user_hash, "message_id": message_id}
+    ).one()
+    seen = InboundRow(id=row.seen_id, reply=row.seen_reply) if row.seen_id is not None else None
+    return Snapshot(row.identity_id, seen, _conversation_row(row))
 
 
 def find_inbound(
@@ -428,8 +495,8 @@ def find_inbound_and_conversation(
         person's latest conversation (or None).
     """
     row = (
-        _connection(session)
-        .execute(
+        _run(
+            session,
             _SEEN_AND_CONVERSATION,
             {"channel": channel, "identity_id": identity.id, "message_id": message_id},
         )
@@ -456,8 +523,8 @@ def record_inbound(
     here; it cannot happen under the identity lock, and a retry would replay it.
     """
     return int(
-        _connection(session)
-        .execute(
+        _run(
+            session,
             _INSERT_INBOUND,
             {
                 "channel": channel,
@@ -484,8 +551,7 @@ def current_conversation(session: Session, identity: IdentityRow) -> Conversatio
     to resume it or start over when the person comes back.
     """
     return _conversation_row(
-        _connection(session)
-        .execute(_CURRENT_CONVERSATION, {"identity_id": identity.id})
+        _run(session, _CURRENT_CONVERSATION, {"identity_id": identity.id})
         .one_or_none()
     )
 
@@ -512,8 +578,8 @@ def start_conversation(
 ) -> ConversationRow:
     """Insert a new active conversation."""
     conversation_id = (
-        _connection(session)
-        .execute(
+        _run(
+            session,
             _INSERT_CONVERSATION,
             {
                 "identity_id": identity.id,
@@ -547,7 +613,8 @@ def save_conversation(
         StaleDataError: when the version moved on (a writer that skipped the
             identity lock); :func:`bot.store.db.run_in_transaction` retries.
     """
-    result = _connection(session).execute(
+    result = _run(
+        session,
         _SAVE_CONVERSATION,
         {
             "conversation_id": conversation.id,
@@ -579,7 +646,8 @@ def record_answer(
     collaborator_name: str | None = None,
 ) -> None:
     """Record one answer (every answer is kept, also when later corrected)."""
-    _connection(session).execute(
+    _run(
+        session,
         _INSERT_ANSWER,
         {
             "conversation_id": conversation.id,
@@ -615,18 +683,26 @@ def expire_idle_conversations(session: Session, *, idle_since: dt.datetime) -> i
 # -- consent, decisions, aggregates ----------------------------------------------------------
 
 
+_ACTIVE_CONSENT: Final = (
+    select(Consent.mode)
+    .where(Consent.identity_id == bindparam("identity_id"), Consent.withdrawn_at.is_(None))
+    .order_by(Consent.id.desc())
+    .limit(1)
+)
+_WITHDRAW_CONSENT: Final = (
+    update(Consent)
+    .where(Consent.identity_id == bindparam("owner_id"), Consent.withdrawn_at.is_(None))
+    .values(withdrawn_at=bindparam("now"))
+)
+_INSERT_CONSENT: Final = insert(Consent)
+_INSERT_ASSESSMENT: Final = insert(Assessment).returning(Assessment.id)
+_INSERT_REVIEW: Final = insert(Review)
+_HAMLET_NAMES: Final = select(Hamlet.name).where(Hamlet.commune_code == bindparam("commune_code"))
+
+
 def active_consent_mode(session: Session, identity: IdentityRow) -> ConsentMode | None:
     """Return the mode of the identity's consent in force (latest not withdrawn), if any."""
-    mode = (
-        _connection(session)
-        .execute(
-            select(Consent.mode)
-            .where(Consent.identity_id == identity.id, Consent.withdrawn_at.is_(None))
-            .order_by(Consent.id.desc())
-            .limit(1)
-        )
-        .scalar_one_or_none()
-    )
+    mode = _run(session, _ACTIVE_CONSENT, {"identity_id": identity.id}).scalar_one_or_none()
     return ConsentMode(mode) if mode is not None else None
 
 
@@ -639,19 +715,11 @@ def record_consent(
     now: dt.datetime,
 ) -> None:
     """Record a consent, withdrawing the one it replaces."""
-    connection = _connection(session)
-    connection.execute(
-        update(Consent)
-        .where(Consent.identity_id == identity.id, Consent.withdrawn_at.is_(None))
-        .values(withdrawn_at=now)
-    )
-    connection.execute(
-        insert(Consent).values(
-            identity_id=identity.id,
-            mode=ConsentMode(mode),
-            text_version=text_version,
-            given_at=now,
-        )
+    _run(session, _WITHDRAW_CONSENT, {"owner_id": identity.id, "now": now})
+    _run(
+        session,
+        _INSERT_CONSENT,
+        {"identity_id": identity.id, "mode": ConsentMode(mode), "text_version": text_version, "given_at": now},
     )
 
 
@@ -678,9 +746,7 @@ def _canonical_hamlet(connection: Connection, commune_code: str | None, hamlet: 
     from bot.parsing.text import fold
 
     wanted = fold(name)
-    for known in connection.execute(
-        select(Hamlet.name).where(Hamlet.commune_code == commune_code)
-    ).scalars():
+    for (known,) in direct.execute(connection, _HAMLET_NAMES, {"commune_code": commune_code}).all():
         if fold(known) == wanted:
             return known
     return name
@@ -757,41 +823,43 @@ def record_assessment(
     connection = _connection(session)
     hamlet = _canonical_hamlet(connection, commune_code, hamlet)
     assessment_id = int(
-        connection.execute(
-            insert(Assessment)
-            .values(
-                identity_id=identity.id if identity is not None else None,
-                conversation_id=conversation.id if conversation is not None else None,
-                input=dict(input) if input is not None else None,
-                standard_id=standard_id,
-                status=status,
-                deprivations=deprivations,
-                result=dict(result),
-                questionnaire_version=questionnaire_version,
-                commune_code=commune_code,
-                area=area,
-                provenance=provenance,
-                shared=shared,
-                created_at=now,
-                channel=channel,
-                hamlet=hamlet,
-                household_head=_text(household_head, 128),
-                phone=_text(phone, 32),
-                household_code=_text(household_code, 64),
-                collaborator_user_id=collaborator_user_id,
-                income_per_capita_vnd=_whole(result.get("income_per_capita_vnd")),
-                income_line_vnd=_whole(result.get("income_line_vnd")),
-                deprivation_count=deprivation_count if deprivation_count is not None else len(deprivations),
-                next_standard_id=next_standard_id,
-                next_status=next_status,
-            )
-            .returning(Assessment.id)
+        direct.execute(
+            connection,
+            _INSERT_ASSESSMENT,
+            {
+                "identity_id": identity.id if identity is not None else None,
+                "conversation_id": conversation.id if conversation is not None else None,
+                "input": dict(input) if input is not None else None,
+                "standard_id": standard_id,
+                "status": status,
+                "deprivations": deprivations,
+                "result": dict(result),
+                "questionnaire_version": questionnaire_version,
+                "commune_code": commune_code,
+                "area": area,
+                "provenance": provenance,
+                "shared": shared,
+                "created_at": now,
+                "channel": channel,
+                "hamlet": hamlet,
+                "household_head": _text(household_head, 128),
+                "phone": _text(phone, 32),
+                "household_code": _text(household_code, 64),
+                "collaborator_user_id": collaborator_user_id,
+                "income_per_capita_vnd": _whole(result.get("income_per_capita_vnd")),
+                "income_line_vnd": _whole(result.get("income_line_vnd")),
+                "deprivation_count": deprivation_count if deprivation_count is not None else len(deprivations),
+                "next_standard_id": next_standard_id,
+                "next_status": next_status,
+            },
         ).scalar_one()
     )
     if shared:
         # The hand-off: a consented assessment waits in the commune's review queue (Decision 24/2021).
-        connection.execute(
-            insert(Review).values(assessment_id=assessment_id, status=ReviewStatus.QUEUED, queued_at=now)
+        direct.execute(
+            connection,
+            _INSERT_REVIEW,
+            {"assessment_id": assessment_id, "status": ReviewStatus.QUEUED, "queued_at": now},
         )
     increment_aggregate(
         session,
@@ -829,7 +897,8 @@ def increment_aggregate(
 ) -> None:
     """Add ``by`` to one anonymous daily count (an upsert; safe under concurrency)."""
     connection = _connection(session)
-    connection.execute(
+    direct.execute(
+        connection,
         _upsert(connection, "aggregate"),
         {
             "date": day,
@@ -879,10 +948,10 @@ def increment_monthly_aggregates(
         "next_status": next_status,
         "by": by,
     }
-    connection.execute(_upsert(connection, "monthly"), counts)
+    direct.execute(connection, _upsert(connection, "monthly"), counts)
     # The same count without the hamlet: the province pages' rollup (see AggregateCommuneMonthly).
-    connection.execute(
-        _upsert(connection, "commune_monthly"), {k: v for k, v in counts.items() if k != "hamlet"}
+    direct.execute(
+        connection, _upsert(connection, "commune_monthly"), {k: v for k, v in counts.items() if k != "hamlet"}
     )
     indicators = sorted({d[:32] for d in deprivations if d})
     if indicators:
@@ -900,11 +969,155 @@ def increment_monthly_aggregates(
             }
             for indicator in indicators
         ]
-        connection.execute(_upsert(connection, "deprivation"), rows)
-        connection.execute(
+        direct.execute(connection, _upsert(connection, "deprivation"), rows)
+        direct.execute(
+            connection,
             _upsert(connection, "commune_deprivation"),
             [{k: v for k, v in row.items() if k != "hamlet"} for row in rows],
         )
+
+
+# -- one statement for a whole step (PostgreSQL) ------------------------------------------------
+
+
+#: Everything :func:`bot.pipeline.handle_inbound` writes for a step that only records answers (and possibly a
+#: consent), as one PostgreSQL statement: the state saved if the conversation is still at the version read
+#: (every other part depends on that row, so a conversation that moved on writes nothing), the answers, the
+#: consent replacing the one in force, the inbound message with its reply, the replies in the outbox numbered
+#: from the identity's counter, and the identity's last contact.
+#: Run outside a transaction block it is atomic on its own: one round trip instead of eight.
+_STORE_ANSWER_STEP: Final = text(
+    """
+WITH conv AS (
+    UPDATE conversations
+       SET state = CAST(:state AS JSONB), status = :status, questionnaire_version = :questionnaire_version,
+           updated_at = :now, version = version + 1
+     WHERE id = :conversation_id AND version = :expected_version
+    RETURNING id
+), ident AS (
+    UPDATE identities
+       SET last_seen_at = :now, address = COALESCE(:address, address), outbound_seq = outbound_seq + :replies
+     WHERE id = :identity_id AND EXISTS (SELECT FROM conv)
+    RETURNING outbound_seq
+), ans AS (
+    INSERT INTO answers (conversation_id, question_id, value, raw, provenance, collaborator_name, created_at)
+    SELECT conv.id, a.question_id, a.value, a.raw, a.provenance, a.collaborator_name, :now
+      FROM conv CROSS JOIN jsonb_to_recordset(CAST(:answers AS JSONB))
+           AS a(question_id VARCHAR, value JSONB, raw TEXT, provenance VARCHAR, collaborator_name VARCHAR)
+), withdrawn AS (
+    UPDATE consents SET withdrawn_at = :now
+     WHERE identity_id = :identity_id AND withdrawn_at IS NULL AND CAST(:consent_mode AS VARCHAR) IS NOT NULL
+       AND EXISTS (SELECT FROM conv)
+), given AS (
+    INSERT INTO consents (identity_id, mode, text_version, given_at)
+    SELECT :identity_id, CAST(:consent_mode AS VARCHAR), :consent_text_version, :now
+      FROM conv WHERE CAST(:consent_mode AS VARCHAR) IS NOT NULL
+), inb AS (
+    INSERT INTO inbound_messages (channel, message_id, identity_id, received_at, payload, processed_at, reply,
+                                  attempts)
+    SELECT :channel, :message_id, :identity_id, :now, CAST(:payload AS JSONB), :now, CAST(:reply AS JSONB), 0
+      FROM conv
+    RETURNING id
+), outb AS (
+    INSERT INTO outbound_messages (identity_id, channel, seq, inbound_message_id, payload, status, attempts,
+                                   next_attempt_at, created_at, sent_at, parts_sent)
+    SELECT :identity_id, :channel, ident.outbound_seq - :replies + m.ord, inb.id, m.payload, :outbox_status,
+           :outbox_attempts, :next_attempt_at, :now, :sent_at, 0
+      FROM inb CROSS JOIN ident
+           CROSS JOIN jsonb_array_elements(CAST(:messages AS JSONB)) WITH ORDINALITY AS m(payload, ord)
+)
+SELECT (SELECT id FROM inb) AS inbound_id
+"""
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnswerRecord:
+    """One answer of a step, as :func:`record_answer` takes it."""
+
+    question_id: str
+    value: Any
+    raw: str | None
+    provenance: Provenance | str = Provenance.SELF
+    collaborator_name: str | None = None
+
+
+def store_answer_step(
+    session: Session,
+    *,
+    identity_id: int,
+    conversation: ConversationRow,
+    state: dict[str, Any],
+    status: ConversationStatus,
+    questionnaire_version: str | None,
+    answers: Sequence[AnswerRecord],
+    consent: tuple[ConsentMode, str] | None = None,
+    channel: str,
+    message_id: str | None,
+    payload: Mapping[str, Any] | None,
+    reply: Mapping[str, Any],
+    messages: Sequence[Mapping[str, Any]],
+    delivered: bool,
+    address: str | None,
+    now: dt.datetime,
+) -> int | None:
+    """Store a step that only records answers in one statement (PostgreSQL; the session's connection in autocommit).
+
+    Writes the same rows as :func:`record_answer`, :func:`record_consent` (``consent``: mode and text
+    version), :func:`save_conversation`, :func:`record_inbound` and :func:`append_outbox` would, and the
+    identity's ``last_seen_at`` and reply address as :func:`lock_identity`.
+
+    Returns:
+        The inbound message's id, or None when the conversation is no longer at ``conversation.version``
+        (nothing was written; the caller processes the message the usual way).
+
+    Raises:
+        IntegrityError: this delivery id was recorded meanwhile (nothing was written either).
+    """
+    row = _run(
+        session,
+        _STORE_ANSWER_STEP,
+        {
+            "conversation_id": conversation.id,
+            "expected_version": conversation.version,
+            "state": jsoncodec.dumps(state),
+            "status": ConversationStatus(status).value,
+            "questionnaire_version": questionnaire_version or conversation.questionnaire_version,
+            "identity_id": identity_id,
+            "address": address,
+            "replies": len(messages),
+            "answers": jsoncodec.dumps(
+                [
+                    {
+                        "question_id": a.question_id[:64],
+                        "value": a.value,
+                        "raw": a.raw,
+                        "provenance": Provenance(a.provenance).value,
+                        "collaborator_name": a.collaborator_name,
+                    }
+                    for a in answers
+                ]
+            ),
+            "consent_mode": ConsentMode(consent[0]).value if consent is not None else None,
+            "consent_text_version": consent[1] if consent is not None else None,
+            "channel": channel,
+            "message_id": message_id,
+            "payload": jsoncodec.dumps(dict(payload)) if payload is not None else None,
+            "reply": jsoncodec.dumps(dict(reply)),
+            "messages": jsoncodec.dumps([dict(m) for m in messages]),
+            "outbox_status": (OutboundStatus.SENT if delivered else OutboundStatus.PENDING).value,
+            "outbox_attempts": 1 if delivered else 0,
+            "next_attempt_at": None if delivered else now,
+            "sent_at": now if delivered else None,
+            "now": now,
+        },
+    ).one()
+    if row.inbound_id is None:
+        return None
+    conversation.version += 1
+    conversation.state = state
+    conversation.status = ConversationStatus(status)
+    return int(row.inbound_id)
 
 
 # -- the outbox ---------------------------------------------------------------------------
@@ -936,6 +1149,7 @@ def append_outbox(
             the rows are recorded as already sent.
     """
     if not payloads:
+        release_reserved(session, identity)
         return
     first = identity.outbound_seq + 1
     rows = [
@@ -954,12 +1168,18 @@ def append_outbox(
         }
         for i, payload in enumerate(payloads)
     ]
-    connection = _connection(session)
-    connection.execute(_INSERT_OUTBOX, rows)
+    _run(session, _INSERT_OUTBOX, rows)
     identity.outbound_seq += len(rows)
-    connection.execute(
-        _BUMP_OUTBOX_SEQ, {"identity_id": identity.id, "outbound_seq": identity.outbound_seq}
-    )
+    if identity.reserved != len(rows):  # :func:`lock_identity` counted another number (or none): set it right
+        _run(session, _BUMP_OUTBOX_SEQ, {"identity_id": identity.id, "outbound_seq": identity.outbound_seq})
+    identity.reserved = 0
+
+
+def release_reserved(session: Session, identity: IdentityRow) -> None:
+    """Give back the sequence numbers :func:`lock_identity` reserved and no reply used (keeps ``seq`` gap-free)."""
+    if identity.reserved:
+        identity.reserved = 0
+        _run(session, _BUMP_OUTBOX_SEQ, {"identity_id": identity.id, "outbound_seq": identity.outbound_seq})
 
 
 def outbox_payloads_for(session: Session, inbound: InboundRow) -> list[dict[str, Any]]:
