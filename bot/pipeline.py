@@ -427,23 +427,20 @@ def _apply_events(
                 current = repo.start_conversation(
                     session, identity, now=now, questionnaire_version=version
                 )
+            answer = _answer_record(event)
             repo.record_answer(
                 session,
                 current,
-                str(event["question_id"]),
-                event.get("value"),
-                raw=_truncate(event.get("raw")),
+                answer.question_id,
+                answer.value,
+                raw=answer.raw,
                 now=now,
-                provenance=event.get("provenance") or Provenance.SELF,
-                collaborator_name=_truncate(event.get("collaborator"), 128),
+                provenance=answer.provenance,
+                collaborator_name=answer.collaborator_name,
             )
         elif kind == "consent":
             repo.record_consent(
-                session,
-                identity,
-                event["mode"],
-                text_version=str(event.get("text_version") or config.consent_text_version)[:32],
-                now=now,
+                session, identity, event["mode"], text_version=_consent_version(event, config), now=now
             )
         elif kind == "assessment":
             provenance = Provenance(event.get("provenance") or Provenance.SELF)
@@ -586,6 +583,22 @@ def _follow_up(session: Session, identity_id: int, engine: Any, result: Any, now
     return result
 
 
+def _answer_record(event: Mapping[str, Any]) -> repo.AnswerRecord:
+    """What an ``answer`` event stores (texts cut to the columns' lengths)."""
+    return repo.AnswerRecord(
+        question_id=str(event["question_id"]),
+        value=event.get("value"),
+        raw=_truncate(event.get("raw")),
+        provenance=event.get("provenance") or Provenance.SELF,
+        collaborator_name=_truncate(event.get("collaborator"), 128),
+    )
+
+
+def _consent_version(event: Mapping[str, Any], config: PipelineConfig) -> str:
+    """Version of the consent text a ``consent`` event agreed to (the configured one when it names none)."""
+    return str(event.get("text_version") or config.consent_text_version)[:32]
+
+
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -674,7 +687,7 @@ def process_inbound(
 
 
 def _one_statement(session: Session, ahead: StepAhead) -> bool:
-    """Whether :func:`_store_answer_step` can store this step: PostgreSQL, a known conversation, answers or a consent."""
+    """Whether :func:`_store_answer_step` can store this step (PostgreSQL; known conversation; answers, consent)."""
     result = ahead.result
     state = result.state if isinstance(result.state, Mapping) else None
     kinds = [event.get("type") for event in result.events]
@@ -714,7 +727,7 @@ def _store_answer_step(
 
     result = ahead.result
     state: Mapping[str, Any] = result.state
-    events = [event for event in result.events if event.get("type") == "answer"]
+    answers = [event for event in result.events if event.get("type") == "answer"]
     consents = [event for event in result.events if event.get("type") == "consent"]
     assert ahead.identity_id is not None and ahead.conversation is not None
     config = config or _current_config()
@@ -729,23 +742,9 @@ def _store_answer_step(
             state=dict(state),
             status=ConversationStatus.ACTIVE,
             questionnaire_version=_questionnaire_version(engine, state),
-            answers=[
-                repo.AnswerRecord(
-                    question_id=str(event["question_id"]),
-                    value=event.get("value"),
-                    raw=_truncate(event.get("raw")),
-                    provenance=event.get("provenance") or Provenance.SELF,
-                    collaborator_name=_truncate(event.get("collaborator"), 128),
-                )
-                for event in events
-            ],
+            answers=[_answer_record(event) for event in answers],
             consent=(
-                (
-                    ConsentMode(consents[0]["mode"]),
-                    str(consents[0].get("text_version") or config.consent_text_version)[:32],
-                )
-                if consents
-                else None
+                (ConsentMode(consents[0]["mode"]), _consent_version(consents[0], config)) if consents else None
             ),
             channel=channel,
             message_id=_clean(message_id) if message_id is not None else None,

@@ -49,7 +49,14 @@ def _identity(connection: Connection, user_hash: str = "h1") -> int:
     row = direct.execute(
         connection,
         _INSERT_IDENTITY,
-        {"channel": "web", "user_hash": user_hash, "address": None, "outbound_seq": 0, "created_at": NOW, "last_seen_at": NOW},
+        {
+            "channel": "web",
+            "user_hash": user_hash,
+            "address": None,
+            "outbound_seq": 0,
+            "created_at": NOW,
+            "last_seen_at": NOW,
+        },
     ).one()
     return int(row.id)
 
@@ -84,7 +91,13 @@ def test_values_written_by_sqlalchemy_read_back_the_same_directly(connection: Co
     identity_id = _identity(connection)
     conversation_id = connection.execute(
         insert(Conversation).returning(Conversation.id),
-        {"identity_id": identity_id, "state": STATE, "status": ConversationStatus.DONE, "created_at": NOW, "updated_at": NOW},
+        {
+            "identity_id": identity_id,
+            "state": STATE,
+            "status": ConversationStatus.DONE,
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
     ).scalar_one()
     row = direct.execute(connection, _READ_CONVERSATION, {"conversation_id": conversation_id}).one()
     assert row.id == row[0] == conversation_id  # attribute and index access, like SQLAlchemy's Row
@@ -104,11 +117,22 @@ def test_a_literal_in_the_statement_and_the_rowcount_work_as_through_sqlalchemy(
 
 def test_several_rows_are_inserted_in_one_call(connection: Connection) -> None:
     rows = [
-        {"channel": "web", "user_hash": f"h{i}", "address": None, "outbound_seq": 0, "created_at": NOW, "last_seen_at": NOW}
+        {
+            "channel": "web",
+            "user_hash": f"h{i}",
+            "address": None,
+            "outbound_seq": 0,
+            "created_at": NOW,
+            "last_seen_at": NOW,
+        }
         for i in range(3)
     ]
     direct.execute(connection, insert(Identity), rows)
-    assert connection.execute(select(Identity.user_hash).order_by(Identity.user_hash)).scalars().all() == ["h0", "h1", "h2"]
+    assert connection.execute(select(Identity.user_hash).order_by(Identity.user_hash)).scalars().all() == [
+        "h0",
+        "h1",
+        "h2",
+    ]
 
 
 def test_a_duplicate_key_raises_sqlalchemys_integrity_error_so_the_transaction_is_retried(

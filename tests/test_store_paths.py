@@ -62,7 +62,6 @@ SCRIPT: tuple[tuple[str, str, str | None], ...] = (
 )
 
 
-
 def _converse(store: Store, user: str, *, precompute: bool = True, steps: int = len(SCRIPT)) -> list[PipelineResult]:
     """Send the first ``steps`` messages of :data:`SCRIPT` as ``user``, one second apart."""
     engine = get_engine(CONFIG.expiry)
@@ -102,9 +101,13 @@ def _rows(store: Store, user: str) -> dict[str, Any]:
         identity = session.execute(
             select(Identity).where(Identity.user_hash == repo.pseudonymise(CONFIG.pseudonym_key, "web", user))
         ).scalar_one()
-        conversations = session.execute(
-            select(Conversation).where(Conversation.identity_id == identity.id).order_by(Conversation.id)
-        ).scalars().all()
+        conversations = (
+            session.execute(
+                select(Conversation).where(Conversation.identity_id == identity.id).order_by(Conversation.id)
+            )
+            .scalars()
+            .all()
+        )
         ids = [c.id for c in conversations]
         return {
             "identity": (identity.outbound_seq, identity.last_seen_at, identity.address),
@@ -133,15 +136,17 @@ def _rows(store: Store, user: str) -> dict[str, Any]:
             "outbox": [
                 (o.seq, o.payload, o.status, o.attempts, o.next_attempt_at, o.created_at, o.sent_at, o.parts_sent)
                 for o in session.execute(
-                    select(OutboundMessage).where(OutboundMessage.identity_id == identity.id).order_by(OutboundMessage.seq)
+                    select(OutboundMessage)
+                    .where(OutboundMessage.identity_id == identity.id)
+                    .order_by(OutboundMessage.seq)
                 ).scalars()
             ],
             "replies_per_inbound": [
-                len(
-                    session.execute(select(OutboundMessage.id).where(OutboundMessage.inbound_message_id == m)).all()
-                )
+                len(session.execute(select(OutboundMessage.id).where(OutboundMessage.inbound_message_id == m)).all())
                 for m in session.execute(
-                    select(InboundMessage.id).where(InboundMessage.identity_id == identity.id).order_by(InboundMessage.id)
+                    select(InboundMessage.id)
+                    .where(InboundMessage.identity_id == identity.id)
+                    .order_by(InboundMessage.id)
                 ).scalars()
             ],
         }
@@ -189,7 +194,9 @@ def test_a_step_whose_conversation_moved_on_is_stepped_again_from_the_new_state(
             )
         assert stale is not None and stale.result.question_id == "children"
         with store.sessions() as session:  # meanwhile the person's other message got through first
-            process_inbound(session, "web", "racer", "first", Inbound(text="5", kind="text"), now, engine=engine, config=CONFIG)
+            process_inbound(
+                session, "web", "racer", "first", Inbound(text="5", kind="text"), now, engine=engine, config=CONFIG
+            )
         monkeypatch.setattr(pipeline, "step_ahead", lambda *args, **kwargs: stale)
         with store.sessions() as session:
             late = process_inbound(
@@ -201,4 +208,3 @@ def test_a_step_whose_conversation_moved_on_is_stepped_again_from_the_new_state(
     assert rows["conversations"][-1][0]["answers"]["household_size"]["value"] == 5
     assert late.question_id == "children"  # 6 children in a household of 5: asked again, with a hint
     assert rows["conversations"][-1][2] == 7  # version: 1 + follow, consent, commune ×2, size, then "6"
-
