@@ -325,11 +325,7 @@ def handle_inbound(
         message_id,
         # After an erasure even this message's own text is not kept.
         payload=None if erased else _inbound_document(inbound),
-        reply={
-            "question_id": result.question_id,
-            "done": bool(result.done),
-            "assessment": assessment,
-        },
+        reply=_reply_document(result, assessment),
         received_at=now,
         processed_at=now,
     )
@@ -583,6 +579,11 @@ def _follow_up(session: Session, identity_id: int, engine: Any, result: Any, now
     return result
 
 
+def _reply_document(result: Any, assessment: dict[str, Any] | None) -> dict[str, Any]:
+    """What is recorded with an inbound message about the reply, so a redelivery can be answered the same."""
+    return {"question_id": result.question_id, "done": bool(result.done), "assessment": assessment}
+
+
 def _answer_record(event: Mapping[str, Any]) -> repo.AnswerRecord:
     """What an ``answer`` event stores (texts cut to the columns' lengths)."""
     return repo.AnswerRecord(
@@ -749,7 +750,7 @@ def _store_answer_step(
             channel=channel,
             message_id=_clean(message_id) if message_id is not None else None,
             payload=_inbound_document(_clean_inbound(inbound)),
-            reply={"question_id": result.question_id, "done": False, "assessment": None},
+            reply=_reply_document(result, None),
             messages=messages,
             delivered=synchronous,
             address=user_ref if store_address else None,
@@ -1109,7 +1110,7 @@ def process_pending(
                 s,
                 current_head.id,
                 payload=None if erased else _inbound_document(row_inbound),
-                reply={"question_id": result.question_id, "done": bool(result.done), "assessment": assessment},
+                reply=_reply_document(result, assessment),
                 processed_at=now,
             )
             repo.append_outbox(

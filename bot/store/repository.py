@@ -990,7 +990,7 @@ _STORE_ANSWER_STEP: Final = text(
     """
 WITH conv AS (
     UPDATE conversations
-       SET state = CAST(:state AS JSONB), status = :status, questionnaire_version = :questionnaire_version,
+       SET state = CAST(:state AS JSONB), status = :conversation_status, questionnaire_version = :questionnaire_version,
            updated_at = :now, version = version + 1
      WHERE id = :conversation_id AND version = :expected_version
     RETURNING id
@@ -1021,8 +1021,8 @@ WITH conv AS (
 ), outb AS (
     INSERT INTO outbound_messages (identity_id, channel, seq, inbound_message_id, payload, status, attempts,
                                    next_attempt_at, created_at, sent_at, parts_sent)
-    SELECT :identity_id, :channel, ident.outbound_seq - :replies + m.ord, inb.id, m.payload, :outbox_status,
-           :outbox_attempts, :next_attempt_at, :now, :sent_at, 0
+    SELECT :identity_id, :channel, ident.outbound_seq - :replies + m.ord, inb.id, m.payload, :status,
+           :attempts, :next_attempt_at, :now, :sent_at, 0
       FROM inb CROSS JOIN ident
            CROSS JOIN jsonb_array_elements(CAST(:messages AS JSONB)) WITH ORDINALITY AS m(payload, ord)
 )
@@ -1074,6 +1074,7 @@ def store_answer_step(
     Raises:
         IntegrityError: this delivery id was recorded meanwhile (nothing was written either).
     """
+    delivery = _outbox_delivery(delivered, now)
     row = _run(
         session,
         _STORE_ANSWER_STEP,
@@ -1081,7 +1082,7 @@ def store_answer_step(
             "conversation_id": conversation.id,
             "expected_version": conversation.version,
             "state": jsoncodec.dumps(state),
-            "status": ConversationStatus(status).value,
+            "conversation_status": ConversationStatus(status).value,
             "questionnaire_version": questionnaire_version or conversation.questionnaire_version,
             "identity_id": identity_id,
             "address": address,
@@ -1105,10 +1106,8 @@ def store_answer_step(
             "payload": jsoncodec.dumps(dict(payload)) if payload is not None else None,
             "reply": jsoncodec.dumps(dict(reply)),
             "messages": jsoncodec.dumps([dict(m) for m in messages]),
-            "outbox_status": (OutboundStatus.SENT if delivered else OutboundStatus.PENDING).value,
-            "outbox_attempts": 1 if delivered else 0,
-            "next_attempt_at": None if delivered else now,
-            "sent_at": now if delivered else None,
+            **delivery,
+            "status": delivery["status"].value,
             "now": now,
         },
     ).one()
@@ -1152,6 +1151,7 @@ def append_outbox(
         release_reserved(session, identity)
         return
     first = identity.outbound_seq + 1
+    delivery = _outbox_delivery(delivered, now)
     rows = [
         {
             "identity_id": identity.id,
@@ -1159,24 +1159,31 @@ def append_outbox(
             "seq": first + i,
             "inbound_message_id": inbound_id,
             "payload": dict(payload),
-            "status": OutboundStatus.SENT if delivered else OutboundStatus.PENDING,
-            "attempts": 1 if delivered else 0,
-            "next_attempt_at": None if delivered else now,
+            **delivery,
             "last_error": None,
             "created_at": now,
-            "sent_at": now if delivered else None,
         }
         for i, payload in enumerate(payloads)
     ]
     _run(session, _INSERT_OUTBOX, rows)
     identity.outbound_seq += len(rows)
-    if identity.reserved != len(rows):  # :func:`lock_identity` counted another number (or none): set it right
-        _run(session, _BUMP_OUTBOX_SEQ, {"identity_id": identity.id, "outbound_seq": identity.outbound_seq})
-    identity.reserved = 0
+    identity.reserved -= len(rows)
+    release_reserved(session, identity)
+
+
+def _outbox_delivery(delivered: bool, now: dt.datetime) -> dict[str, Any]:
+    """The outbox columns that say whether a reply still has to be sent (synchronous channels: already sent)."""
+    if delivered:
+        return {"status": OutboundStatus.SENT, "attempts": 1, "next_attempt_at": None, "sent_at": now}
+    return {"status": OutboundStatus.PENDING, "attempts": 0, "next_attempt_at": now, "sent_at": None}
 
 
 def release_reserved(session: Session, identity: IdentityRow) -> None:
-    """Give back the sequence numbers :func:`lock_identity` reserved and no reply used (keeps ``seq`` gap-free)."""
+    """Set the identity's counter to the sequence numbers really used, when :func:`lock_identity` reserved others.
+
+    Keeps ``seq`` gap-free: reserved numbers no reply used are given back, and replies beyond the reservation
+    (or with none) are counted.
+    """
     if identity.reserved:
         identity.reserved = 0
         _run(session, _BUMP_OUTBOX_SEQ, {"identity_id": identity.id, "outbound_seq": identity.outbound_seq})
