@@ -166,6 +166,21 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def database_cpu() -> float:
+    """CPU seconds used so far by the PostgreSQL server's processes on this machine (0 without one).
+
+    It shares the 2 cores with the workers, so what each message costs it is part of the figure.
+    A backend that exits between two readings is not counted; the pools keep theirs open.
+    """
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    total += cpu_seconds(int(entry.name))
+    return total
+
+
 def rss_mb(pid: int) -> float:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -251,6 +266,7 @@ class Stats:
     completed: int = 0
     elapsed: float = 0.0
     server_cpu: float = 0.0  # CPU seconds of the workers during the measured phase
+    database_cpu: float = 0.0  # CPU seconds of the PostgreSQL server during the measured phase
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, seconds: float, ok: bool) -> None:
@@ -408,6 +424,11 @@ class Row:
         n = len(self.stats.latencies)
         return self.stats.server_cpu * 1000 / n if n else 0.0
 
+    @property
+    def db_cpu_ms(self) -> str:
+        n = len(self.stats.latencies)
+        return f"{self.stats.database_cpu * 1000 / n:.2f}" if n and self.stats.database_cpu else "-"
+
     def line(self, floor: float | None) -> str:
         lat = [x * 1000 for x in self.stats.latencies]
         ratio = f"{self.rate / floor:5.2f}" if floor else "    -"
@@ -415,13 +436,13 @@ class Row:
         return (
             f"{self.name:<22} {len(lat):>6} {self.rate:>8.1f} {percentile(lat, 50):>7.1f} "
             f"{percentile(lat, 99):>7.1f} {max(lat, default=0):>7.1f} {self.stats.non_2xx:>7} "
-            f"{ratio:>6} {self.cpu_ms:>7.2f}  {rss}"
+            f"{ratio:>6} {self.cpu_ms:>7.2f} {self.db_cpu_ms:>7}  {rss}"
         )
 
 
 HEADER: Final = (
     f"{'server':<22} {'msgs':>6} {'msg/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-    f"{'non-2xx':>7} {'ratio':>6} {'cpu ms':>7}  peak RSS/worker MB"
+    f"{'non-2xx':>7} {'ratio':>6} {'cpu ms':>7} {'db cpu':>7}  peak RSS/worker MB"
 )
 
 
@@ -443,7 +464,7 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> list[tup
             "bench.chat_load:create_floor_app()", {"FLOOR_DATABASE_URL": floor_url}, log
         ) as server:
             warm_up(server.base, "/floor", lambda i: {"user": f"warm-{i}"})
-            cpu_before = server.workers_cpu()
+            cpu_before, db_before = server.workers_cpu(), database_cpu()
             floor_stats.elapsed = drive(
                 args.households,
                 lambda i, deadline: floor_client(
@@ -452,6 +473,7 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> list[tup
                 args.max_seconds,
             )
             floor_stats.server_cpu = server.workers_cpu() - cpu_before
+            floor_stats.database_cpu = database_cpu() - db_before
             floor = Row(f"floor ({kind})", floor_stats, dict(server.peak_rss))
 
         app_stats = Stats()
@@ -463,7 +485,7 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> list[tup
         with gunicorn("webhook:app", env, log) as server:
             # Whole assessments, so every worker has loaded the parsers and the legal core.
             drive(4, lambda i, deadline: household(server.base, 1, Stats(), 100 + i, deadline), 60)
-            cpu_before = server.workers_cpu()
+            cpu_before, db_before = server.workers_cpu(), database_cpu()
             app_stats.elapsed = drive(
                 args.households,
                 lambda i, deadline: household(
@@ -472,6 +494,7 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> list[tup
                 args.max_seconds,
             )
             app_stats.server_cpu = server.workers_cpu() - cpu_before
+            app_stats.database_cpu = database_cpu() - db_before
             app = Row(f"chat app ({kind})", app_stats, dict(server.peak_rss))
 
     pacing = f"{args.think_ms:.0f} ms think time" if think else "no think time (closed loop)"

@@ -26,12 +26,13 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypedDict
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from bot.store import repository as repo
-from bot.store.db import SQLITE_BEGIN_OPTION, run_in_transaction
+from bot.store.db import SQLITE_BEGIN_OPTION, is_retryable, run_in_transaction
 from bot.store.models import ConsentMode, ConversationStatus, Provenance, utcnow
 
 if TYPE_CHECKING:
@@ -312,7 +313,7 @@ def handle_inbound(
                 result = engine.step(conversation.state if conversation is not None else None, inbound, now)
     with _store_context(session):
         result = _follow_up(session, identity.id, engine, result, now)
-    erased = _store_step(
+    stored = _store_step(
         session, identity, conversation, result, engine=engine, now=now, config=config, channel=channel
     )
 
@@ -324,8 +325,8 @@ def handle_inbound(
         channel,
         message_id,
         # After an erasure even this message's own text is not kept.
-        payload=None if erased else _inbound_document(inbound),
-        reply=_reply_document(result, assessment),
+        payload=None if stored.erased else _inbound_document(inbound),
+        reply=_reply_document(result, assessment, stored.assessment_id),
         received_at=now,
         processed_at=now,
     )
@@ -350,11 +351,11 @@ def _store_step(
     now: dt.datetime,
     config: PipelineConfig,
     channel: str,
-) -> bool:
+) -> _Stored:
     """Persist one engine step (its events and the new conversation state) for every entry point.
 
     Returns:
-        Whether the step erased the person's data.
+        Whether the step erased the person's data, and the decision record it stored, if any.
     """
     version = _questionnaire_version(engine, result.state)
     if conversation is None:
@@ -362,7 +363,7 @@ def _store_step(
             session, identity, now=now, questionnaire_version=version
         )
 
-    current, paused, erased = _apply_events(
+    current, paused, erased, assessment_id = _apply_events(
         session,
         identity,
         conversation,
@@ -394,7 +395,14 @@ def _store_step(
             now=now,
             questionnaire_version=version,
         )
-    return erased
+    return _Stored(erased, assessment_id)
+
+
+class _Stored(NamedTuple):
+    """What :func:`_store_step` did besides saving the state."""
+
+    erased: bool
+    assessment_id: int | None
 
 
 def _apply_events(
@@ -407,15 +415,17 @@ def _apply_events(
     config: PipelineConfig,
     version: str | None,
     channel: str | None = None,
-) -> tuple[repo.ConversationRow | None, bool, bool]:
+) -> tuple[repo.ConversationRow | None, bool, bool, int | None]:
     """Persist the engine's events in order.
 
     Returns:
         The conversation the new state belongs to (a new one after a restart,
-        None after an erasure), whether the person paused, and whether they erased.
+        None after an erasure), whether the person paused, whether they erased,
+        and the id of the decision record stored (the last, if several).
     """
     current: repo.ConversationRow | None = conversation
     paused = erased = False
+    assessment_id: int | None = None
     for event in events:
         kind = event.get("type")
         if kind == "answer":
@@ -453,11 +463,7 @@ def _apply_events(
                     collaborator_user_id = claimed
             else:
                 shared = repo.active_consent_mode(session, identity) is ConsentMode.SHARE
-            # Personal details (share and collaborator mode, contract §5 ``household``) are kept only when shared.
-            details = event.get("household")
-            household: Mapping[str, Any] = details if isinstance(details, Mapping) else {}
-            personal: Mapping[str, Any] = {**event, **household} if shared else {}
-            repo.record_assessment(
+            assessment_id = repo.record_assessment(
                 session,
                 input=event.get("input"),
                 result=event.get("result") or {},
@@ -468,11 +474,8 @@ def _apply_events(
                 provenance=provenance,
                 shared=shared,
                 channel=channel,
-                hamlet=_truncate(personal.get("hamlet"), 128),
-                household_head=_truncate(personal.get("household_head"), 128),
-                phone=_truncate(personal.get("phone"), 32),
-                household_code=_truncate(personal.get("household_code"), 64),
                 collaborator_user_id=collaborator_user_id,
+                **_personal_details(event, shared),
             )
         elif kind == "erase":
             repo.erase_identity(session, identity, now=now)
@@ -495,7 +498,7 @@ def _apply_events(
             repo.unlink_identity(session, identity.id)
         # ``link`` was answered by _follow_up before; unknown types are ignored: a newer engine must not break an
         # older store.
-    return current, paused, erased
+    return current, paused, erased, assessment_id
 
 
 # -- what the engine needs from the store: hamlet lists, link codes ---------------------------------------------
@@ -579,9 +582,20 @@ def _follow_up(session: Session, identity_id: int, engine: Any, result: Any, now
     return result
 
 
-def _reply_document(result: Any, assessment: dict[str, Any] | None) -> dict[str, Any]:
-    """What is recorded with an inbound message about the reply, so a redelivery can be answered the same."""
-    return {"question_id": result.question_id, "done": bool(result.done), "assessment": assessment}
+def _reply_document(
+    result: Any, assessment: dict[str, Any] | None, assessment_id: int | None = None, *, recorded: bool = False
+) -> dict[str, Any]:
+    """What is recorded with an inbound message about the reply, so a redelivery can be answered the same.
+
+    An assessment the step stored is named by its record's id (``recorded``: the caller adds it), not copied: it
+    is the record's ``result``, tens of kilobytes. One shown without a new record is kept whole.
+    """
+    document: dict[str, Any] = {"question_id": result.question_id, "done": bool(result.done)}
+    if assessment_id is not None:
+        document["assessment_id"] = assessment_id
+    elif not recorded:
+        document["assessment"] = assessment
+    return document
 
 
 def _answer_record(event: Mapping[str, Any]) -> repo.AnswerRecord:
@@ -593,6 +607,19 @@ def _answer_record(event: Mapping[str, Any]) -> repo.AnswerRecord:
         provenance=event.get("provenance") or Provenance.SELF,
         collaborator_name=_truncate(event.get("collaborator"), 128),
     )
+
+
+def _personal_details(event: Mapping[str, Any], shared: bool) -> dict[str, str | None]:
+    """The personal columns of an ``assessment`` event's record: kept only when shared (contract §5 ``household``)."""
+    details = event.get("household")
+    household: Mapping[str, Any] = details if isinstance(details, Mapping) else {}
+    personal: Mapping[str, Any] = {**event, **household} if shared else {}
+    return {
+        "hamlet": _truncate(personal.get("hamlet"), 128),
+        "household_head": _truncate(personal.get("household_head"), 128),
+        "phone": _truncate(personal.get("phone"), 32),
+        "household_code": _truncate(personal.get("household_code"), 64),
+    }
 
 
 def _consent_version(event: Mapping[str, Any], config: PipelineConfig) -> str:
@@ -620,7 +647,11 @@ def _replay(session: Session, seen: repo.InboundRow) -> PipelineResult:
         ],
         question_id=reply.get("question_id"),
         done=bool(reply.get("done", False)),
-        assessment=reply.get("assessment"),
+        assessment=(
+            repo.assessment_result(session, reply["assessment_id"])
+            if isinstance(reply.get("assessment_id"), int)
+            else reply.get("assessment")
+        ),
         duplicate=True,
     )
 
@@ -649,10 +680,11 @@ def process_inbound(
       if the person's conversation moved on meanwhile. The lock is database-wide,
       so a step computed under it (the final one assesses the household and
       writes the whole result) would hold up every other person's message.
-    * PostgreSQL: a step that only records answers or a consent (most messages) is stored by
-      one statement outside any transaction block (:func:`_store_answer_step`):
-      one round trip instead of eight, which is most of a message's cost there.
-      Any other step, or one whose conversation moved on, takes the usual path.
+    * PostgreSQL: a step that only records answers or a consent (most messages), or the last
+      answer with the household's assessment, is stored by one statement outside any transaction
+      block (:func:`_store_in_one_statement`): one round trip instead of eight (fourteen for the
+      assessment), which is most of a message's cost there. Any other step, or one whose
+      conversation moved on, takes the usual path.
     """
     if precompute is None:
         # Not when the caller's session is already in a transaction: the snapshot would end it.
@@ -672,7 +704,9 @@ def process_inbound(
                 config=options.get("config"),
             )
             if step is not None and _one_statement(session, step):
-                stored = _store_answer_step(session, channel, user_ref, message_id, inbound, now, step, **options)
+                stored = _store_in_one_statement(
+                    session, channel, user_ref, message_id, inbound, now, step, **options
+                )
                 if stored is not None:
                     return stored
                 step = None  # moved on, or a redelivery: the usual way, from scratch
@@ -688,23 +722,37 @@ def process_inbound(
 
 
 def _one_statement(session: Session, ahead: StepAhead) -> bool:
-    """Whether :func:`_store_answer_step` can store this step (PostgreSQL; known conversation; answers, consent)."""
+    """Whether :func:`_store_in_one_statement` can store this step.
+
+    PostgreSQL; a known conversation or a new person, not in collaborator mode; a step that records answers and
+    at most one consent, or (a known conversation) the last answer and the household's assessment: the person's
+    own, and its hamlet, if any, is matched against the commune's list in a transaction.
+    """
     result = ahead.result
     state = result.state if isinstance(result.state, Mapping) else None
     kinds = [event.get("type") for event in result.events]
-    return (
+    if not (
         session.get_bind().dialect.name == "postgresql"
-        and ahead.identity_id is not None
-        and ahead.conversation is not None
-        and not result.done
+        # A known person's conversation, or a new person's first message (no identity yet, so no conversation).
+        and (ahead.identity_id is None) == (ahead.conversation is None)
         and bool(state)
         and not state.get("collab")  # collaborator mode: _follow_up checks the account link in a transaction
-        and all(kind in ("answer", "consent") for kind in kinds)
-        and kinds.count("consent") <= 1
+    ):
+        return False
+    if not result.done:
+        return all(kind in ("answer", "consent") for kind in kinds) and kinds.count("consent") <= 1
+    if ahead.conversation is None:
+        return False
+    assessments = [event for event in result.events if event.get("type") == "assessment"]
+    return (
+        all(kind in ("answer", "assessment") for kind in kinds)
+        and len(assessments) == 1
+        and (assessments[0].get("provenance") or Provenance.SELF) == Provenance.SELF
+        and not _personal_details(assessments[0], ahead.consent_mode is ConsentMode.SHARE)["hamlet"]
     )
 
 
-def _store_answer_step(
+def _store_in_one_statement(
     session: Session,
     channel: str,
     user_ref: str,
@@ -721,46 +769,68 @@ def _store_answer_step(
     """In :func:`outside_transaction`, store a step :func:`_one_statement` accepts, in one statement.
 
     Returns:
-        The result, or None when the conversation moved on since the snapshot or the delivery was recorded
-        meanwhile; nothing is written then.
+        The result, or None when the conversation (or the consent an assessment was shared under) moved on
+        since the snapshot, the delivery was recorded meanwhile, or another writer held a counter row in a
+        way that could not wait; nothing is written then.
     """
-    from sqlalchemy.exc import IntegrityError
-
     result = ahead.result
     state: Mapping[str, Any] = result.state
-    answers = [event for event in result.events if event.get("type") == "answer"]
     consents = [event for event in result.events if event.get("type") == "consent"]
-    assert ahead.identity_id is not None and ahead.conversation is not None
+    assessments = [event for event in result.events if event.get("type") == "assessment"]
     config = config or _current_config()
     engine = engine or get_engine(config.expiry)
     user_ref = _clean(user_ref)
+    version = _questionnaire_version(engine, state)
     messages = [_message_payload(m) for m in result.messages]
+    assessment = dict(result.assessment) if result.assessment is not None else None
+    record: repo.AssessmentRecord | None = None
+    if assessments and ahead.conversation is not None:
+        event, shared = assessments[0], ahead.consent_mode is ConsentMode.SHARE
+        record = repo.assessment_record(
+            input=event.get("input"),
+            result=event.get("result") or {},
+            now=now,
+            identity_id=ahead.identity_id,
+            conversation_id=ahead.conversation.id,
+            questionnaire_version=version,
+            shared=shared,
+            channel=channel,
+            **_personal_details(event, shared),
+        )
     try:
-        inbound_id = repo.store_answer_step(
+        inbound_id = repo.store_step(
             session,
             identity_id=ahead.identity_id,
             conversation=ahead.conversation,
+            user_hash=repo.pseudonymise(config.pseudonym_key, channel, user_ref),
             state=dict(state),
-            status=ConversationStatus.ACTIVE,
-            questionnaire_version=_questionnaire_version(engine, state),
-            answers=[_answer_record(event) for event in answers],
+            status=ConversationStatus.DONE if result.done else ConversationStatus.ACTIVE,
+            questionnaire_version=version,
+            answers=[_answer_record(event) for event in result.events if event.get("type") == "answer"],
             consent=(
                 (ConsentMode(consents[0]["mode"]), _consent_version(consents[0], config)) if consents else None
             ),
+            assessment=record,
+            consent_in_force=ahead.consent_mode,
             channel=channel,
             message_id=_clean(message_id) if message_id is not None else None,
             payload=_inbound_document(_clean_inbound(inbound)),
-            reply=_reply_document(result, None),
+            # With an assessment, the statement adds the id of the record it stores.
+            reply=_reply_document(result, assessment, recorded=record is not None),
             messages=messages,
             delivered=synchronous,
             address=user_ref if store_address else None,
             now=now,
         )
-    except IntegrityError:
-        return None
+    except DBAPIError as exc:
+        if not is_retryable(exc):
+            raise
+        return None  # a duplicate delivery, a deadlock on a counter row: the usual way sorts it out
     if inbound_id is None:
         return None
-    return PipelineResult(messages=messages, question_id=result.question_id, done=False, assessment=None)
+    return PipelineResult(
+        messages=messages, question_id=result.question_id, done=bool(result.done), assessment=assessment
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -770,6 +840,7 @@ class StepAhead:
     identity_id: int | None
     conversation: repo.ConversationRow | None
     result: Any
+    consent_mode: ConsentMode | None = None
 
 
 def step_ahead(
@@ -808,7 +879,7 @@ def step_ahead(
     except Exception:  # noqa: BLE001 - computed again under the lock, where it fails visibly
         _log.debug("step ahead failed; computing it under the lock", exc_info=True)
         return None
-    return StepAhead(found.identity_id, conversation, result)
+    return StepAhead(found.identity_id, conversation, result, found.consent_mode)
 
 
 @contextlib.contextmanager
@@ -1031,8 +1102,6 @@ def process_pending(
     Returns:
         The messages processed (or given up) in this call, in order.
     """
-    from sqlalchemy.exc import DBAPIError
-
     config = config or _current_config()
     engine = engine or get_engine(config.expiry)
     if precompute is None:
@@ -1094,7 +1163,7 @@ def process_pending(
                 elif error is not None:
                     raise error
                 result = _follow_up(s, identity.id, engine, result, now)
-            erased = _store_step(
+            stored = _store_step(
                 s,
                 identity,
                 conversation,
@@ -1109,8 +1178,8 @@ def process_pending(
             repo.complete_pending_inbound(
                 s,
                 current_head.id,
-                payload=None if erased else _inbound_document(row_inbound),
-                reply=_reply_document(result, assessment),
+                payload=None if stored.erased else _inbound_document(row_inbound),
+                reply=_reply_document(result, assessment, stored.assessment_id),
                 processed_at=now,
             )
             repo.append_outbox(

@@ -1,11 +1,12 @@
 """The fast ways of storing a chat message write exactly what the plain transaction writes.
 
 :func:`bot.pipeline.process_inbound` computes each step ahead of any lock and, on PostgreSQL, stores a step
-that only records answers or a consent in one statement (``repo.store_answer_step``); with ``precompute=False``
-every message takes the plain path (lock, read, step, write, commit). The same whole assessment, with a
-correction, a redelivered message and a restart, is run both ways for two people at the same instants, and
-every row either way must be the same apart from ids. Runs on SQLite and, with ``TEST_DATABASE_URL``, on
-PostgreSQL (where the one-statement path is taken).
+that only records answers or a consent, or the household's assessment, in one statement (``repo.store_step``);
+with ``precompute=False`` every message takes the plain path (lock, read, step, write, commit). The same whole
+assessment, with a correction, a redelivered message and a restart, is run both ways for two people at the same
+instants, and every row either way must be the same apart from ids, down to what the assessment adds to the
+anonymous counters; so must a shared assessment (queued for review), with and without a hamlet. Runs on SQLite
+and, with ``TEST_DATABASE_URL``, on PostgreSQL (where the one-statement path is taken).
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ from bot.pipeline import PipelineConfig, PipelineResult, get_engine, process_inb
 from bot.store import repository as repo
 from bot.store.db import Store
 from bot.store.models import (
+    AggregateCommuneDeprivationMonthly,
+    AggregateCommuneMonthly,
+    AggregateDaily,
+    AggregateDeprivationMonthly,
+    AggregateMonthly,
     Answer,
+    Assessment,
     Consent,
     Conversation,
     Identity,
     InboundMessage,
     OutboundMessage,
+    Review,
 )
 
 pytestmark = pytest.mark.db
@@ -58,15 +66,55 @@ SCRIPT: tuple[tuple[str, str, str | None], ...] = (
     ("say", "sửa câu 2", "m17"),
     ("say", "5", "m18"),
     ("tap", "Đúng", "m19"),
+    ("say", "đúng", "m19"),  # the result's delivery again: the same result, from the decision record
     ("say", "bắt đầu", "m20"),
 )
 
+_HOUSEHOLD: tuple[tuple[str, str, str | None], ...] = tuple(
+    ("say", value, f"s{i}")
+    for i, value in enumerate(
+        ("4", "0", "0", "2 triệu", "không có", "bán kiên cố", "45", "giếng khoan", "tự hoại", "1,4,6", "được thu gom")
+    )
+)
 
-def _converse(store: Store, user: str, *, precompute: bool = True, steps: int = len(SCRIPT)) -> list[PipelineResult]:
-    """Send the first ``steps`` messages of :data:`SCRIPT` as ``user``, one second apart."""
+#: Shared with the commune, hamlet skipped: the record keeps the head's name and phone and is queued for review.
+SHARE_SCRIPT: tuple[tuple[str, str, str | None], ...] = (
+    ("follow", "", "s-a"),
+    ("tap", "Chia sẻ", "s-b"),
+    ("say", "thuong phuoc 1", "s-c"),
+    ("tap", "Đúng", "s-d"),
+    ("say", "bỏ qua", "s-e"),
+    ("say", "Nguyễn Văn An", "s-f"),
+    ("say", "0912345678", "s-g"),
+    *_HOUSEHOLD,
+    ("say", "đúng", "s-z"),
+)
+
+#: The same with a hamlet, which is matched against the commune's list (in a transaction).
+HAMLET_SCRIPT = tuple(("say", "Ấp Phú Lợi", m) if m == "s-e" else (kind, value, m) for kind, value, m in SHARE_SCRIPT)
+
+#: The tables an assessment adds to.
+COUNTERS = (
+    AggregateDaily,
+    AggregateMonthly,
+    AggregateCommuneMonthly,
+    AggregateDeprivationMonthly,
+    AggregateCommuneDeprivationMonthly,
+)
+
+
+def _converse(
+    store: Store,
+    user: str,
+    *,
+    precompute: bool = True,
+    steps: int | None = None,
+    script: tuple[tuple[str, str, str | None], ...] = SCRIPT,
+) -> list[PipelineResult]:
+    """Send the first ``steps`` messages of ``script`` as ``user``, one second apart."""
     engine = get_engine(CONFIG.expiry)
     results: list[PipelineResult] = []
-    for i, (kind, value, message_id) in enumerate(SCRIPT[:steps]):
+    for i, (kind, value, message_id) in enumerate(script[:steps]):
         if kind == "follow":
             inbound = Inbound(kind="follow")
         elif kind == "say":
@@ -109,6 +157,17 @@ def _rows(store: Store, user: str) -> dict[str, Any]:
             .all()
         )
         ids = [c.id for c in conversations]
+        assessment_ids = list(
+            session.execute(select(Assessment.id).where(Assessment.identity_id == identity.id).order_by(Assessment.id))
+            .scalars()
+        )
+
+        def reply(document: dict[str, Any] | None) -> dict[str, Any] | None:
+            """The reply recorded, naming a decision record by its place among the person's."""
+            if document and "assessment_id" in document:
+                return {**document, "assessment_id": assessment_ids.index(document["assessment_id"])}
+            return document
+
         return {
             "identity": (identity.outbound_seq, identity.last_seen_at, identity.address),
             "conversations": [
@@ -128,7 +187,7 @@ def _rows(store: Store, user: str) -> dict[str, Any]:
                 ).scalars()
             ],
             "inbound": [
-                (m.message_id, m.received_at, m.payload, m.processed_at, m.reply)
+                (m.message_id, m.received_at, m.payload, m.processed_at, reply(m.reply))
                 for m in session.execute(
                     select(InboundMessage).where(InboundMessage.identity_id == identity.id).order_by(InboundMessage.id)
                 ).scalars()
@@ -139,6 +198,20 @@ def _rows(store: Store, user: str) -> dict[str, Any]:
                     select(OutboundMessage)
                     .where(OutboundMessage.identity_id == identity.id)
                     .order_by(OutboundMessage.seq)
+                ).scalars()
+            ],
+            "assessments": [
+                (
+                    ids.index(a.conversation_id),
+                    {
+                        c.key: getattr(a, c.key)
+                        for c in Assessment.__table__.columns
+                        if c.key not in ("id", "identity_id", "conversation_id")
+                    },
+                    [(r.status, r.queued_at) for r in session.execute(select(Review).where(Review.assessment_id == a.id)).scalars()],
+                )
+                for a in session.execute(
+                    select(Assessment).where(Assessment.identity_id == identity.id).order_by(Assessment.id)
                 ).scalars()
             ],
             "replies_per_inbound": [
@@ -152,30 +225,71 @@ def _rows(store: Store, user: str) -> dict[str, Any]:
         }
 
 
+def _counters(store: Store) -> dict[str, dict[tuple[Any, ...], int]]:
+    """Every anonymous counter, by table and key."""
+    with store.sessions() as session:
+        return {
+            model.__tablename__: {
+                tuple(getattr(row, c.key) for c in model.__table__.columns if c.key not in ("id", "count")): row.count
+                for row in session.execute(select(model)).scalars()
+            }
+            for model in COUNTERS
+        }
+
+
+def _added(before: dict[str, dict[tuple[Any, ...], int]], after: dict[str, dict[tuple[Any, ...], int]]) -> dict[str, Any]:
+    return {
+        table: {key: n - before[table].get(key, 0) for key, n in after[table].items() if n != before[table].get(key, 0)}
+        for table in after
+    }
+
+
+@pytest.mark.parametrize(
+    ("script", "assessed_in_one_statement"),
+    [(SCRIPT, True), (SHARE_SCRIPT, True), (HAMLET_SCRIPT, False)],
+    ids=["quick check with a correction, a redelivery and a restart", "shared", "shared with a hamlet"],
+)
 def test_a_step_stored_ahead_or_in_one_statement_writes_what_the_plain_transaction_writes(
-    store: Store, app: Flask, monkeypatch: pytest.MonkeyPatch
+    store: Store,
+    app: Flask,
+    monkeypatch: pytest.MonkeyPatch,
+    script: tuple[tuple[str, str, str | None], ...],
+    assessed_in_one_statement: bool,
 ) -> None:
-    one_statement: list[int] = []
-    original = repo.store_answer_step
+    one_statement: list[str] = []  # per call: what it stored
+    original = repo.store_step
 
     def spy(*args: Any, **kwargs: Any) -> int | None:
-        one_statement.append(1)
+        first, final = kwargs["conversation"] is None, kwargs.get("assessment") is not None
+        one_statement.append("first" if first else "assessment" if final else "step")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(repo, "store_answer_step", spy)
+    monkeypatch.setattr(repo, "store_step", spy)
     with app.app_context():
-        plain = _converse(store, "plain", precompute=False)
-        fast = _converse(store, "fast", precompute=True)
+        before = _counters(store)
+        plain = _converse(store, "plain", precompute=False, script=script)
+        middle = _counters(store)
+        fast = _converse(store, "fast", precompute=True, script=script)
+        after = _counters(store)
     assert [(r.messages, r.question_id, r.done, r.assessment, r.duplicate) for r in fast] == [
         (r.messages, r.question_id, r.done, r.assessment, r.duplicate) for r in plain
     ]
-    assert plain[5].duplicate and plain[-2].done and plain[-1].question_id == "consent"  # as the script says
     expected, got = _rows(store, "plain"), _rows(store, "fast")
     for table in expected:
         assert got[table] == expected[table], table
     assert [seq for seq, *_ in got["outbox"]] == list(range(1, got["identity"][0] + 1))  # gap-free, in order
-    # PostgreSQL stored most messages in one statement; SQLite never takes that path.
-    assert (len(one_statement) > len(SCRIPT) // 2) == (store.dialect == "postgresql")
+    assert len(got["assessments"]) == 1 and _added(before, middle) == _added(middle, after) != {}
+    shared = script is not SCRIPT
+    assert got["assessments"][0][1]["shared"] is shared and len(got["assessments"][0][2]) == shared  # review queued
+    if script is SCRIPT:
+        assert plain[5].duplicate and plain[-3].done and plain[-1].question_id == "consent"  # as the script says
+        assert plain[-2].duplicate and plain[-2].assessment == plain[-3].assessment is not None
+    # PostgreSQL stored most messages in one statement, the first one and the assessment too, unless it has a
+    # hamlet to match; SQLite never takes that path.
+    postgresql = store.dialect == "postgresql"
+    assert (len(one_statement) > len(script) // 2) == postgresql
+    assert (one_statement[:1] == ["first"]) == postgresql
+    assert ("assessment" in one_statement) == (postgresql and assessed_in_one_statement)
 
 
 def test_a_step_whose_conversation_moved_on_is_stepped_again_from_the_new_state(

@@ -44,6 +44,7 @@ __all__ = [
     "get_session",
     "get_store",
     "init_app",
+    "is_retryable",
     "make_engine",
     "run_in_transaction",
     "write_lock",
@@ -309,7 +310,7 @@ def _close_session(_exc: BaseException | None) -> None:
         session.close()
 
 
-def _is_retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException) -> bool:
     """Tell whether ``exc`` is a conflict that a fresh attempt can resolve."""
     if isinstance(exc, (StaleDataError, RetryableConflict)):
         return True
@@ -357,7 +358,7 @@ def run_in_transaction(
                     raise
             return result
         except Exception as exc:
-            if attempt >= attempts or not _is_retryable(exc):
+            if attempt >= attempts or not is_retryable(exc):
                 raise
             log.info("retrying transaction after conflict (attempt %d): %s", attempt, exc)
             # Jitter so two losers of the same race don't collide again.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import hashlib
 import hmac
 import re
@@ -74,6 +75,7 @@ from bot.store.models import (
 __all__ = [
     "VIETNAM_TZ",
     "AnswerRecord",
+    "AssessmentRecord",
     "ChannelTokenRow",
     "ConversationRow",
     "IdentityRow",
@@ -84,6 +86,8 @@ __all__ = [
     "Snapshot",
     "active_consent_mode",
     "append_outbox",
+    "assessment_record",
+    "assessment_result",
     "claim_outbox",
     "complete_pending_inbound",
     "current_conversation",
@@ -96,7 +100,6 @@ __all__ = [
     "finish_outbox",
     "hamlet_names",
     "identity_id_for",
-    "increment_aggregate",
     "increment_monthly_aggregates",
     "is_inbound_pending",
     "linked_user_id",
@@ -104,6 +107,7 @@ __all__ = [
     "lock_identity",
     "lock_identity_id",
     "month_start",
+    "monthly_counter_rows",
     "next_outbox_due",
     "next_pending_inbound",
     "outbox_payloads_for",
@@ -120,7 +124,7 @@ __all__ = [
     "save_conversation",
     "snapshot",
     "start_conversation",
-    "store_answer_step",
+    "store_step",
     "unlink_identity",
     "user_communes",
 ]
@@ -235,7 +239,8 @@ def _upsert_identity(dialect_insert: Callable[..., Any], keep_address: bool) -> 
 
 
 #: The anonymous counter tables: the columns a row is written with, and its unique key (the ON CONFLICT target).
-#: Each statement inserts the row with ``count = :by`` or adds ``:by`` to the existing count.
+#: Each statement inserts the row with ``count = :by`` or adds ``:by`` to the existing count. Every writer updates
+#: them in this order, so two writers never wait on each other's rows in a cycle.
 _COUNTERS: Final[dict[str, tuple[type[Base], tuple[str, ...], tuple[str, ...]]]] = {
     "aggregate": (
         AggregateDaily,
@@ -247,15 +252,15 @@ _COUNTERS: Final[dict[str, tuple[type[Base], tuple[str, ...], tuple[str, ...]]]]
         ("month", "province_code", "commune_code", "hamlet", "channel", "provenance", "standard_id", "status", "next_status"),
         ("month", "commune_code", "hamlet", "channel", "provenance", "standard_id", "status", "next_status"),
     ),
-    "deprivation": (
-        AggregateDeprivationMonthly,
-        ("month", "province_code", "commune_code", "hamlet", "standard_id", "indicator"),
-        ("month", "commune_code", "hamlet", "standard_id", "indicator"),
-    ),
     "commune_monthly": (
         AggregateCommuneMonthly,
         ("month", "province_code", "commune_code", "channel", "provenance", "standard_id", "status", "next_status"),
         ("province_code", "commune_code", "month", "channel", "provenance", "standard_id", "status", "next_status"),
+    ),
+    "deprivation": (
+        AggregateDeprivationMonthly,
+        ("month", "province_code", "commune_code", "hamlet", "standard_id", "indicator"),
+        ("month", "commune_code", "hamlet", "standard_id", "indicator"),
     ),
     "commune_deprivation": (
         AggregateCommuneDeprivationMonthly,
@@ -375,7 +380,15 @@ _KNOWN_IDENTITY: Final = (
     .scalar_subquery()
 )
 #: :func:`snapshot`: the identity found by channel and keyed hash, with :data:`_SEEN_AND_CONVERSATION`.
-_SNAPSHOT: Final = _seen_and_conversation(_KNOWN_IDENTITY).add_columns(_KNOWN_IDENTITY.label("identity_id"))
+_SNAPSHOT: Final = _seen_and_conversation(_KNOWN_IDENTITY).add_columns(
+    _KNOWN_IDENTITY.label("identity_id"),
+    select(Consent.mode)
+    .where(Consent.identity_id == _KNOWN_IDENTITY, Consent.withdrawn_at.is_(None))
+    .order_by(Consent.id.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("consent_mode"),
+)
 _INSERT_INBOUND: Final = insert(InboundMessage).returning(InboundMessage.id)
 _INSERT_CONVERSATION: Final = insert(Conversation).returning(Conversation.id)
 _SAVE_CONVERSATION: Final = (
@@ -450,15 +463,17 @@ def lock_identity(
 
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
-    """What :func:`snapshot` read: the person (None if new), a delivery already processed, their conversation."""
+    """What :func:`snapshot` read: the person (None if new), a delivery already processed, their conversation,
+    and the mode of their consent in force (as :func:`active_consent_mode`)."""
 
     identity_id: int | None
     seen: InboundRow | None
     conversation: ConversationRow | None
+    consent_mode: ConsentMode | None = None
 
 
 def snapshot(session: Session, channel: str, user_hash: str, message_id: str | None) -> Snapshot:
-    """Read a person's identity, conversation and (with ``message_id``) an earlier delivery, in one statement.
+    """Read a person's identity, conversation, consent and (with ``message_id``) an earlier delivery, in one statement.
 
     A plain read that locks nothing: what it returns may change before the caller's next transaction (see
     :func:`bot.pipeline.step_ahead`, which checks it by the conversation's version when saving).
@@ -467,7 +482,8 @@ def snapshot(session: Session, channel: str, user_hash: str, message_id: str | N
         session, _SNAPSHOT, {"channel": channel, "user_hash": user_hash, "message_id": message_id}
     ).one()
     seen = InboundRow(id=row.seen_id, reply=row.seen_reply) if row.seen_id is not None else None
-    return Snapshot(row.identity_id, seen, _conversation_row(row))
+    consent = ConsentMode(row.consent_mode) if row.consent_mode is not None else None
+    return Snapshot(row.identity_id, seen, _conversation_row(row), consent)
 
 
 def find_inbound(
@@ -757,6 +773,107 @@ def month_start(moment: dt.datetime) -> dt.date:
     return moment.astimezone(VIETNAM_TZ).date().replace(day=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class AssessmentRecord:
+    """A decision record as it is stored: the ``assessments`` row and what it adds to each anonymous counter.
+
+    ``counters`` maps a counter table's name in :data:`_COUNTERS` to its parameter rows (an ``INSERT ... ON
+    CONFLICT`` each; ``by`` is what they add).
+    """
+
+    row: dict[str, Any]
+    counters: dict[str, list[dict[str, Any]]]
+
+
+def assessment_record(
+    *,
+    input: Mapping[str, Any] | None,
+    result: Mapping[str, Any],
+    now: dt.datetime,
+    identity_id: int | None = None,
+    conversation_id: int | None = None,
+    questionnaire_version: str | None = None,
+    provenance: Provenance | str = Provenance.SELF,
+    shared: bool = False,
+    channel: str | None = None,
+    hamlet: str | None = None,
+    household_head: str | None = None,
+    phone: str | None = None,
+    household_code: str | None = None,
+    collaborator_user_id: int | None = None,
+) -> AssessmentRecord:
+    """What :func:`record_assessment` writes, computed without the database (``hamlet`` already canonical)."""
+    standard = result.get("standard") or {}
+    commune = result.get("commune") or {}
+    next_result = result.get("next_standard") or {}
+    standard_id = _text(standard.get("id"), 32) or "unknown"
+    status = _text(result.get("status"), 32) or "unknown"
+    commune_code = _text(commune.get("code"), 8)
+    area = _text(result.get("area"), 8)
+    deprivations = [d for d in (result.get("deprivations") or []) if isinstance(d, str) and d]
+    deprivation_count = _whole(result.get("deprivation_count"))
+    next_standard_id = _text((next_result.get("standard") or {}).get("id"), 32)
+    next_status = _text(next_result.get("status"), 32)
+    province_code = _text(commune.get("province_code"), 4)
+    if province_code is None and commune_code:
+        from assessment.geo import commune_by_code
+
+        known = commune_by_code(commune_code)
+        province_code = known.province_code if known is not None else None
+    channel = _text(channel, 32)
+    provenance = Provenance(provenance)
+    row = {
+        "identity_id": identity_id,
+        "conversation_id": conversation_id,
+        "input": dict(input) if input is not None else None,
+        "standard_id": standard_id,
+        "status": status,
+        "deprivations": deprivations,
+        "result": dict(result),
+        "questionnaire_version": questionnaire_version,
+        "commune_code": commune_code,
+        "area": area,
+        "provenance": provenance,
+        "shared": shared,
+        "created_at": now,
+        "channel": channel,
+        "hamlet": hamlet,
+        "household_head": _text(household_head, 128),
+        "phone": _text(phone, 32),
+        "household_code": _text(household_code, 64),
+        "collaborator_user_id": collaborator_user_id,
+        "income_per_capita_vnd": _whole(result.get("income_per_capita_vnd")),
+        "income_line_vnd": _whole(result.get("income_line_vnd")),
+        "deprivation_count": deprivation_count if deprivation_count is not None else len(deprivations),
+        "next_standard_id": next_standard_id,
+        "next_status": next_status,
+    }
+    daily = {
+        "date": now.astimezone(VIETNAM_TZ).date(),
+        "commune_code": commune_code or "",
+        "area": area or "",
+        "standard_id": standard_id,
+        "status": status,
+        "by": 1,
+    }
+    monthly = monthly_counter_rows(
+        month=month_start(now),
+        province_code=province_code or "",
+        commune_code=commune_code or "",
+        hamlet=hamlet or "",
+        channel=channel or "",
+        provenance=provenance.value,
+        standard_id=standard_id,
+        status=status,
+        next_status=next_status or "",
+        deprivations=deprivations,
+    )
+    # Every writer takes the counter rows' locks in one order (:data:`_COUNTERS`), so none waits on another in a
+    # cycle.
+    counters = {name: [daily] if name == "aggregate" else monthly[name] for name in _COUNTERS}
+    return AssessmentRecord(row, counters)
+
+
 def record_assessment(
     session: Session,
     *,
@@ -778,8 +895,8 @@ def record_assessment(
     """Store a decision record, count it in the anonymous aggregates and, when shared, queue it for review.
 
     Everything happens in the caller's transaction: the daily aggregate, the monthly dashboard aggregates
-    (``aggregates_monthly`` and one ``aggregates_deprivation_monthly`` row per deprived indicator) and, for a
-    shared assessment, the ``reviews`` row that puts it in the commune's review queue.
+    (``aggregates_monthly`` and one ``aggregates_deprivation_monthly`` row per deprived indicator, and their
+    commune rollups) and, for a shared assessment, the ``reviews`` row that puts it in the commune's review queue.
 
     Args:
         session: The transaction's session.
@@ -801,59 +918,25 @@ def record_assessment(
     Returns:
         The id of the new assessment.
     """
-    standard = result.get("standard") or {}
-    commune = result.get("commune") or {}
-    next_result = result.get("next_standard") or {}
-    standard_id = _text(standard.get("id"), 32) or "unknown"
-    status = _text(result.get("status"), 32) or "unknown"
-    commune_code = _text(commune.get("code"), 8)
-    area = _text(result.get("area"), 8)
-    deprivations = [d for d in (result.get("deprivations") or []) if isinstance(d, str) and d]
-    deprivation_count = _whole(result.get("deprivation_count"))
-    next_standard_id = _text((next_result.get("standard") or {}).get("id"), 32)
-    next_status = _text(next_result.get("status"), 32)
-    province_code = _text(commune.get("province_code"), 4)
-    if province_code is None and commune_code:
-        from assessment.geo import commune_by_code
-
-        known = commune_by_code(commune_code)
-        province_code = known.province_code if known is not None else None
-    channel = _text(channel, 32)
-    provenance = Provenance(provenance)
     connection = _connection(session)
-    hamlet = _canonical_hamlet(connection, commune_code, hamlet)
-    assessment_id = int(
-        direct.execute(
-            connection,
-            _INSERT_ASSESSMENT,
-            {
-                "identity_id": identity.id if identity is not None else None,
-                "conversation_id": conversation.id if conversation is not None else None,
-                "input": dict(input) if input is not None else None,
-                "standard_id": standard_id,
-                "status": status,
-                "deprivations": deprivations,
-                "result": dict(result),
-                "questionnaire_version": questionnaire_version,
-                "commune_code": commune_code,
-                "area": area,
-                "provenance": provenance,
-                "shared": shared,
-                "created_at": now,
-                "channel": channel,
-                "hamlet": hamlet,
-                "household_head": _text(household_head, 128),
-                "phone": _text(phone, 32),
-                "household_code": _text(household_code, 64),
-                "collaborator_user_id": collaborator_user_id,
-                "income_per_capita_vnd": _whole(result.get("income_per_capita_vnd")),
-                "income_line_vnd": _whole(result.get("income_line_vnd")),
-                "deprivation_count": deprivation_count if deprivation_count is not None else len(deprivations),
-                "next_standard_id": next_standard_id,
-                "next_status": next_status,
-            },
-        ).scalar_one()
+    commune_code = _text((result.get("commune") or {}).get("code"), 8)
+    record = assessment_record(
+        input=input,
+        result=result,
+        now=now,
+        identity_id=identity.id if identity is not None else None,
+        conversation_id=conversation.id if conversation is not None else None,
+        questionnaire_version=questionnaire_version,
+        provenance=provenance,
+        shared=shared,
+        channel=channel,
+        hamlet=_canonical_hamlet(connection, commune_code, hamlet),
+        household_head=household_head,
+        phone=phone,
+        household_code=household_code,
+        collaborator_user_id=collaborator_user_id,
     )
+    assessment_id = int(direct.execute(connection, _INSERT_ASSESSMENT, record.row).scalar_one())
     if shared:
         # The hand-off: a consented assessment waits in the commune's review queue (Decision 24/2021).
         direct.execute(
@@ -861,54 +944,15 @@ def record_assessment(
             _INSERT_REVIEW,
             {"assessment_id": assessment_id, "status": ReviewStatus.QUEUED, "queued_at": now},
         )
-    increment_aggregate(
-        session,
-        day=now.astimezone(VIETNAM_TZ).date(),
-        commune_code=commune_code or "",
-        area=area or "",
-        standard_id=standard_id,
-        status=status,
-    )
-    increment_monthly_aggregates(
-        session,
-        month=month_start(now),
-        province_code=province_code or "",
-        commune_code=commune_code or "",
-        hamlet=hamlet or "",
-        channel=channel or "",
-        provenance=provenance.value,
-        standard_id=standard_id,
-        status=status,
-        next_status=next_status or "",
-        deprivations=deprivations,
-    )
+    _count(connection, record.counters)
     return assessment_id
 
 
-def increment_aggregate(
-    session: Session,
-    *,
-    day: dt.date,
-    commune_code: str,
-    area: str,
-    standard_id: str,
-    status: str,
-    by: int = 1,
-) -> None:
-    """Add ``by`` to one anonymous daily count (an upsert; safe under concurrency)."""
-    connection = _connection(session)
-    direct.execute(
-        connection,
-        _upsert(connection, "aggregate"),
-        {
-            "date": day,
-            "commune_code": commune_code,
-            "area": area,
-            "standard_id": standard_id,
-            "status": status,
-            "by": by,
-        },
-    )
+def _count(connection: Connection, counters: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """Run the counter upserts of :class:`AssessmentRecord` ``counters`` (one executemany per table)."""
+    for name, rows in counters.items():
+        if rows:
+            direct.execute(connection, _upsert(connection, name), list(rows) if len(rows) > 1 else rows[0])
 
 
 def increment_monthly_aggregates(
@@ -935,7 +979,39 @@ def increment_monthly_aggregates(
     :class:`~bot.store.models.AggregateMonthly`). Imports that store many assessments at once may call this
     with ``by`` > 1 for rows that share every key.
     """
-    connection = _connection(session)
+    _count(
+        _connection(session),
+        monthly_counter_rows(
+            month=month,
+            province_code=province_code,
+            commune_code=commune_code,
+            hamlet=hamlet,
+            channel=channel,
+            provenance=provenance,
+            standard_id=standard_id,
+            status=status,
+            next_status=next_status,
+            deprivations=deprivations,
+            by=by,
+        ),
+    )
+
+
+def monthly_counter_rows(
+    *,
+    month: dt.date,
+    province_code: str,
+    commune_code: str,
+    hamlet: str,
+    channel: str,
+    provenance: str,
+    standard_id: str,
+    status: str,
+    next_status: str,
+    deprivations: Sequence[str] = (),
+    by: int = 1,
+) -> dict[str, list[dict[str, Any]]]:
+    """The parameter rows of :func:`increment_monthly_aggregates`, by counter table (see :data:`_COUNTERS`)."""
     counts = {
         "month": month,
         "province_code": province_code,
@@ -948,86 +1024,160 @@ def increment_monthly_aggregates(
         "next_status": next_status,
         "by": by,
     }
-    direct.execute(connection, _upsert(connection, "monthly"), counts)
-    # The same count without the hamlet: the province pages' rollup (see AggregateCommuneMonthly).
-    direct.execute(
-        connection, _upsert(connection, "commune_monthly"), {k: v for k, v in counts.items() if k != "hamlet"}
-    )
+    # Sorted, so concurrent writers lock the indicator rows in one order.
     indicators = sorted({d[:32] for d in deprivations if d})
-    if indicators:
-        # One executemany round trip per table for all indicators; sorted so concurrent writers lock rows in
-        # one order.
-        rows = [
-            {
-                "month": month,
-                "province_code": province_code,
-                "commune_code": commune_code,
-                "hamlet": hamlet,
-                "standard_id": standard_id,
-                "indicator": indicator,
-                "by": by,
-            }
-            for indicator in indicators
-        ]
-        direct.execute(connection, _upsert(connection, "deprivation"), rows)
-        direct.execute(
-            connection,
-            _upsert(connection, "commune_deprivation"),
-            [{k: v for k, v in row.items() if k != "hamlet"} for row in rows],
-        )
+    rows = [
+        {
+            "month": month,
+            "province_code": province_code,
+            "commune_code": commune_code,
+            "hamlet": hamlet,
+            "standard_id": standard_id,
+            "indicator": indicator,
+            "by": by,
+        }
+        for indicator in indicators
+    ]
+    return {
+        "monthly": [counts],
+        # The same counts without the hamlet: the province pages' rollups (see AggregateCommuneMonthly).
+        "commune_monthly": [{k: v for k, v in counts.items() if k != "hamlet"}],
+        "deprivation": rows,
+        "commune_deprivation": [{k: v for k, v in row.items() if k != "hamlet"} for row in rows],
+    }
 
 
 # -- one statement for a whole step (PostgreSQL) ------------------------------------------------
 
 
-#: Everything :func:`bot.pipeline.handle_inbound` writes for a step that only records answers (and possibly a
-#: consent), as one PostgreSQL statement: the state saved if the conversation is still at the version read
-#: (every other part depends on that row, so a conversation that moved on writes nothing), the answers, the
-#: consent replacing the one in force, the inbound message with its reply, the replies in the outbox numbered
-#: from the identity's counter, and the identity's last contact.
-#: Run outside a transaction block it is atomic on its own: one round trip instead of eight.
-_STORE_ANSWER_STEP: Final = text(
-    """
-WITH conv AS (
+#: What :func:`bot.pipeline.handle_inbound` writes for a step, as parts of one PostgreSQL statement. First the
+#: person (``ident``, returning ``id`` and the outbox counter after this step's replies) and their conversation
+#: (``conv``), either :data:`_KNOWN_PERSON` or :data:`_NEW_PERSON`; every other part depends on both, so when
+#: they are not as read before the step, nothing is written. Then :data:`_STEP_TAIL`: the answers, the consent
+#: replacing the one in force, the inbound message with its reply, and the replies in the outbox numbered from
+#: the identity's counter.
+#:
+#: A known person: the state is saved if the conversation is still at the version read (``{gate}`` adds
+#: conditions), and the identity's last contact and reply address as :func:`lock_identity` would.
+_KNOWN_PERSON: Final = """
+conv AS (
     UPDATE conversations
        SET state = CAST(:state AS JSONB), status = :conversation_status, questionnaire_version = :questionnaire_version,
            updated_at = :now, version = version + 1
-     WHERE id = :conversation_id AND version = :expected_version
+     WHERE id = :conversation_id AND version = :expected_version{gate}
     RETURNING id
 ), ident AS (
     UPDATE identities
        SET last_seen_at = :now, address = COALESCE(:address, address), outbound_seq = outbound_seq + :replies
      WHERE id = :identity_id AND EXISTS (SELECT FROM conv)
-    RETURNING outbound_seq
-), ans AS (
+    RETURNING id, outbound_seq
+)"""
+
+#: A person's first message: the identity (if nobody created it meanwhile) and their first conversation, at
+#: version 2 as :func:`start_conversation` (1) and :func:`save_conversation` leave it.
+_NEW_PERSON: Final = """
+ident AS (
+    INSERT INTO identities (channel, user_hash, address, outbound_seq, created_at, last_seen_at)
+    VALUES (:channel, :user_hash, :address, :replies, :now, :now)
+    ON CONFLICT (channel, user_hash) DO NOTHING
+    RETURNING id, outbound_seq
+), conv AS (
+    INSERT INTO conversations (identity_id, state, status, questionnaire_version, created_at, updated_at, version)
+    SELECT id, CAST(:state AS JSONB), :conversation_status, :questionnaire_version, :now, :now, 2 FROM ident
+    RETURNING id
+)"""
+
+#: ``{assessment}``: parts the inbound row's ``{reply}`` may refer to.
+_STEP_TAIL: Final = """, ans AS (
     INSERT INTO answers (conversation_id, question_id, value, raw, provenance, collaborator_name, created_at)
     SELECT conv.id, a.question_id, a.value, a.raw, a.provenance, a.collaborator_name, :now
       FROM conv CROSS JOIN jsonb_to_recordset(CAST(:answers AS JSONB))
            AS a(question_id VARCHAR, value JSONB, raw TEXT, provenance VARCHAR, collaborator_name VARCHAR)
 ), withdrawn AS (
     UPDATE consents SET withdrawn_at = :now
-     WHERE identity_id = :identity_id AND withdrawn_at IS NULL AND CAST(:consent_mode AS VARCHAR) IS NOT NULL
-       AND EXISTS (SELECT FROM conv)
+     WHERE identity_id = (SELECT id FROM ident) AND withdrawn_at IS NULL
+       AND CAST(:consent_mode AS VARCHAR) IS NOT NULL
 ), given AS (
     INSERT INTO consents (identity_id, mode, text_version, given_at)
-    SELECT :identity_id, CAST(:consent_mode AS VARCHAR), :consent_text_version, :now
-      FROM conv WHERE CAST(:consent_mode AS VARCHAR) IS NOT NULL
-), inb AS (
+    SELECT ident.id, CAST(:consent_mode AS VARCHAR), :consent_text_version, :now
+      FROM ident WHERE CAST(:consent_mode AS VARCHAR) IS NOT NULL
+){assessment}, inb AS (
     INSERT INTO inbound_messages (channel, message_id, identity_id, received_at, payload, processed_at, reply,
                                   attempts)
-    SELECT :channel, :message_id, :identity_id, :now, CAST(:payload AS JSONB), :now, CAST(:reply AS JSONB), 0
-      FROM conv
+    SELECT :channel, :message_id, ident.id, :now, CAST(:payload AS JSONB), :now, {reply}, 0
+      FROM ident
     RETURNING id
 ), outb AS (
     INSERT INTO outbound_messages (identity_id, channel, seq, inbound_message_id, payload, status, attempts,
                                    next_attempt_at, created_at, sent_at, parts_sent)
-    SELECT :identity_id, :channel, ident.outbound_seq - :replies + m.ord, inb.id, m.payload, :status,
+    SELECT ident.id, :channel, ident.outbound_seq - :replies + m.ord, inb.id, m.payload, :status,
            :attempts, :next_attempt_at, :now, :sent_at, 0
       FROM inb CROSS JOIN ident
            CROSS JOIN jsonb_array_elements(CAST(:messages AS JSONB)) WITH ORDINALITY AS m(payload, ord)
+)"""
+
+#: A step that assesses the household also needs the consent it was computed under to be the one still in force
+#: (it decides whether the record is shared).
+_CONSENT_GATE: Final = """
+       AND (SELECT mode FROM consents WHERE identity_id = :identity_id AND withdrawn_at IS NULL
+             ORDER BY id DESC LIMIT 1) IS NOT DISTINCT FROM CAST(:consent_in_force AS VARCHAR)"""
+
+#: The columns of a decision record written by :data:`_STORE_FINAL_STEP` (:func:`assessment_record`'s ``row``).
+_ASSESSMENT_JSON_COLUMNS: Final = frozenset({"input", "deprivations", "result"})
+
+
+def _counter_part(name: str) -> str:
+    """The ``INSERT ... ON CONFLICT`` of counter table ``name`` (:data:`_COUNTERS`) as a part of a statement.
+
+    Parameters are the counter's columns prefixed ``c_``; a per-indicator table takes one row per element of
+    ``c_indicators`` (a JSON array, sorted as :func:`monthly_counter_rows` sorts them).
+    """
+    model, columns, key = _COUNTERS[name]
+    table = model.__tablename__
+    values = ", ".join("d.indicator" if column == "indicator" else f":c_{column}" for column in columns)
+    source = "conv"
+    if "indicator" in columns:
+        source += " CROSS JOIN jsonb_array_elements_text(CAST(:c_indicators AS JSONB)) AS d(indicator)"
+    return (
+        f"count_{name} AS (\n    INSERT INTO {table} ({', '.join(columns)}, count)\n    SELECT {values}, :c_by FROM {source}\n"
+        f"    ON CONFLICT ({', '.join(key)}) DO UPDATE SET count = {table}.count + EXCLUDED.count\n)"
+    )
+
+
+def _assessment_parts() -> str:
+    """The decision record and its review when shared (``asmt``, ``review``), as parts of a statement."""
+    columns = [c.name for c in Assessment.__table__.columns if c.name not in ("id", "erased_at")]
+    values = [f"CAST(:a_{c} AS JSONB)" if c in _ASSESSMENT_JSON_COLUMNS else f":a_{c}" for c in columns]
+    return (
+        f", asmt AS (\n    INSERT INTO assessments ({', '.join(columns)})\n    SELECT {', '.join(values)} FROM conv\n"
+        "    RETURNING id\n), review AS (\n    INSERT INTO reviews (assessment_id, status, queued_at)\n"
+        "    SELECT id, :review_status, :now FROM asmt WHERE :a_shared\n)"
+    )
+
+
+_PLAIN_INBOUND: Final = {"assessment": "", "reply": "CAST(:reply AS JSONB)"}
+
+#: A step that only records answers (and possibly a consent): one statement, one round trip instead of eight.
+_STORE_ANSWER_STEP: Final = text(
+    "WITH " + _KNOWN_PERSON.format(gate="") + _STEP_TAIL.format(**_PLAIN_INBOUND) + "\nSELECT (SELECT id FROM inb) AS inbound_id"
 )
-SELECT (SELECT id FROM inb) AS inbound_id
-"""
+#: The same for a new person's first message: one round trip instead of nine.
+_STORE_FIRST_STEP: Final = text(
+    "WITH " + _NEW_PERSON + _STEP_TAIL.format(**_PLAIN_INBOUND) + "\nSELECT (SELECT id FROM inb) AS inbound_id"
+)
+#: The step that answers the last question and assesses the household: also the decision record (which the
+#: inbound row's reply names), its review when shared, and every anonymous counter (:func:`record_assessment`):
+#: one round trip instead of fourteen.
+_STORE_FINAL_STEP: Final = text(
+    "WITH "
+    + _KNOWN_PERSON.format(gate=_CONSENT_GATE)
+    + _STEP_TAIL.format(
+        assessment=_assessment_parts(),
+        reply="CAST(:reply AS JSONB) || jsonb_build_object('assessment_id', (SELECT id FROM asmt))",
+    )
+    + ", "
+    + ", ".join(_counter_part(name) for name in _COUNTERS)
+    + "\nSELECT (SELECT id FROM inb) AS inbound_id"
 )
 
 
@@ -1042,16 +1192,19 @@ class AnswerRecord:
     collaborator_name: str | None = None
 
 
-def store_answer_step(
+def store_step(
     session: Session,
     *,
-    identity_id: int,
-    conversation: ConversationRow,
+    identity_id: int | None,
+    conversation: ConversationRow | None,
+    user_hash: str | None = None,
     state: dict[str, Any],
     status: ConversationStatus,
     questionnaire_version: str | None,
     answers: Sequence[AnswerRecord],
     consent: tuple[ConsentMode, str] | None = None,
+    assessment: AssessmentRecord | None = None,
+    consent_in_force: ConsentMode | None = None,
     channel: str,
     message_id: str | None,
     payload: Mapping[str, Any] | None,
@@ -1061,62 +1214,100 @@ def store_answer_step(
     address: str | None,
     now: dt.datetime,
 ) -> int | None:
-    """Store a step that only records answers in one statement (PostgreSQL; the session's connection in autocommit).
+    """Store a whole step in one statement (PostgreSQL; the session's connection in autocommit).
 
     Writes the same rows as :func:`record_answer`, :func:`record_consent` (``consent``: mode and text
-    version), :func:`save_conversation`, :func:`record_inbound` and :func:`append_outbox` would, and the
-    identity's ``last_seen_at`` and reply address as :func:`lock_identity`.
+    version), :func:`save_conversation`, :func:`record_inbound` and :func:`append_outbox` would, the
+    identity's ``last_seen_at`` and reply address as :func:`lock_identity`, and with ``assessment`` what
+    :func:`record_assessment` would (its ``row`` carries the hamlet already canonical). With neither
+    ``identity_id`` nor ``conversation``, a new person's first message: the identity (keyed ``user_hash``) and
+    the conversation are created as :func:`lock_identity` and :func:`start_conversation` would.
+
+    Args:
+        consent_in_force: With ``assessment``: the consent mode it was computed under (its ``shared``); the
+            step is stored only if that is still the one in force.
 
     Returns:
-        The inbound message's id, or None when the conversation is no longer at ``conversation.version``
-        (nothing was written; the caller processes the message the usual way).
+        The inbound message's id, or None when the conversation is no longer at ``conversation.version``, the
+        consent in force changed or the new person's identity was created meanwhile (nothing was written; the
+        caller processes the message the usual way).
 
     Raises:
         IntegrityError: this delivery id was recorded meanwhile (nothing was written either).
     """
     delivery = _outbox_delivery(delivered, now)
-    row = _run(
-        session,
-        _STORE_ANSWER_STEP,
-        {
-            "conversation_id": conversation.id,
-            "expected_version": conversation.version,
-            "state": jsoncodec.dumps(state),
-            "conversation_status": ConversationStatus(status).value,
-            "questionnaire_version": questionnaire_version or conversation.questionnaire_version,
-            "identity_id": identity_id,
-            "address": address,
-            "replies": len(messages),
-            "answers": jsoncodec.dumps(
-                [
-                    {
-                        "question_id": a.question_id[:64],
-                        "value": a.value,
-                        "raw": a.raw,
-                        "provenance": Provenance(a.provenance).value,
-                        "collaborator_name": a.collaborator_name,
-                    }
-                    for a in answers
-                ]
-            ),
-            "consent_mode": ConsentMode(consent[0]).value if consent is not None else None,
-            "consent_text_version": consent[1] if consent is not None else None,
-            "channel": channel,
-            "message_id": message_id,
-            "payload": jsoncodec.dumps(dict(payload)) if payload is not None else None,
-            "reply": jsoncodec.dumps(dict(reply)),
-            "messages": jsoncodec.dumps([dict(m) for m in messages]),
-            **delivery,
-            "status": delivery["status"].value,
-            "now": now,
-        },
-    ).one()
+    params: dict[str, Any] = {
+        "state": jsoncodec.dumps(state),
+        "conversation_status": ConversationStatus(status).value,
+        "questionnaire_version": questionnaire_version,
+        "address": address,
+        "replies": len(messages),
+        "answers": jsoncodec.dumps(
+            [
+                {
+                    "question_id": a.question_id[:64],
+                    "value": a.value,
+                    "raw": a.raw,
+                    "provenance": Provenance(a.provenance).value,
+                    "collaborator_name": a.collaborator_name,
+                }
+                for a in answers
+            ]
+        ),
+        "consent_mode": ConsentMode(consent[0]).value if consent is not None else None,
+        "consent_text_version": consent[1] if consent is not None else None,
+        "channel": channel,
+        "message_id": message_id,
+        "payload": jsoncodec.dumps(dict(payload)) if payload is not None else None,
+        "reply": jsoncodec.dumps(dict(reply)),
+        "messages": jsoncodec.dumps([dict(m) for m in messages]),
+        **delivery,
+        "status": delivery["status"].value,
+        "now": now,
+    }
+    if conversation is None:
+        if identity_id is not None or assessment is not None or user_hash is None:
+            raise ValueError("a new person's first step needs their user_hash and no identity or assessment")
+        statement = _STORE_FIRST_STEP
+        params["user_hash"] = user_hash
+    else:
+        statement = _STORE_ANSWER_STEP if assessment is None else _STORE_FINAL_STEP
+        params.update(
+            conversation_id=conversation.id,
+            expected_version=conversation.version,
+            identity_id=identity_id,
+            questionnaire_version=questionnaire_version or conversation.questionnaire_version,
+        )
+        if assessment is not None:
+            params.update(_final_step_params(assessment, consent_in_force))
+    row = _run(session, statement, params).one()
     if row.inbound_id is None:
         return None
-    conversation.version += 1
-    conversation.state = state
-    conversation.status = ConversationStatus(status)
+    if conversation is not None:
+        conversation.version += 1
+        conversation.state = state
+        conversation.status = ConversationStatus(status)
     return int(row.inbound_id)
+
+
+def _final_step_params(record: AssessmentRecord, consent_in_force: ConsentMode | None) -> dict[str, Any]:
+    """The parameters :data:`_STORE_FINAL_STEP` adds: the record's columns (``a_``) and counters (``c_``)."""
+    params: dict[str, Any] = {
+        "consent_in_force": ConsentMode(consent_in_force).value if consent_in_force is not None else None,
+        "review_status": ReviewStatus.QUEUED.value,
+    }
+    for column, value in record.row.items():
+        if column in _ASSESSMENT_JSON_COLUMNS:
+            value = jsoncodec.dumps(value) if value is not None else None
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        params[f"a_{column}"] = value
+    for rows in record.counters.values():
+        for counter in rows:
+            params.update({f"c_{key}": value for key, value in counter.items() if key != "indicator"})
+    params["c_indicators"] = jsoncodec.dumps([counter["indicator"] for counter in record.counters["deprivation"]])
+    params.setdefault("c_by", 1)
+    return params
 
 
 # -- the outbox ---------------------------------------------------------------------------
@@ -1187,6 +1378,13 @@ def release_reserved(session: Session, identity: IdentityRow) -> None:
     if identity.reserved:
         identity.reserved = 0
         _run(session, _BUMP_OUTBOX_SEQ, {"identity_id": identity.id, "outbound_seq": identity.outbound_seq})
+
+
+def assessment_result(session: Session, assessment_id: int) -> dict[str, Any] | None:
+    """The explanation stored with a decision record (``AssessmentResult.to_dict()``); None once erased."""
+    return _connection(session).execute(
+        select(Assessment.result).where(Assessment.id == assessment_id)
+    ).scalar_one_or_none()
 
 
 def outbox_payloads_for(session: Session, inbound: InboundRow) -> list[dict[str, Any]]:
