@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from bot.store import repository as repo
-from bot.store.db import SQLITE_BEGIN_OPTION, is_retryable, run_in_transaction
+from bot.store.db import SQLITE_BEGIN_OPTION, engine_with, is_retryable, run_in_transaction
 from bot.store.models import ConsentMode, ConversationStatus, Provenance, utcnow
 
 if TYPE_CHECKING:
@@ -510,7 +510,7 @@ def _store_context(session: Session) -> Any:
     from bot.conversation.services import hamlet_source
 
     def lookup(commune_code: str) -> list[str]:
-        if session.in_transaction():
+        if session.in_transaction() or repo.lent(session):
             return repo.hamlet_names(session, commune_code)
         # The delivery worker computes a step ahead of the identity lock, outside any transaction: read in a
         # short transaction of its own that does not take SQLite's write lock.
@@ -889,14 +889,12 @@ def outside_transaction(session: Session) -> Iterator[None]:
     No transaction block: each statement is its own snapshot and, if it writes, commits on its own (SQLite: no
     ``BEGIN``; PostgreSQL: autocommit, so a read costs one round trip).
     """
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    session.connection(
-        execution_options={SQLITE_BEGIN_OPTION: "NONE"} if sqlite else {"isolation_level": "AUTOCOMMIT"}
-    )
-    try:
+    engine = session.get_bind()
+    options = {SQLITE_BEGIN_OPTION: "NONE"} if engine.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
+    # A connection of the session's pool lent to the repository for the block, not the session's own: switching
+    # the session's connection to autocommit and back costs more than the read it is for.
+    with engine_with(engine, **options).connect() as connection, repo.lending(session, connection):
         yield
-    finally:
-        session.rollback()  # hands the connection back (under autocommit nothing is left open)
 
 
 # -- push channels: events recorded by a webhook, processed later by the delivery worker ---------------------

@@ -15,13 +15,14 @@ to query the tables elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -102,6 +103,8 @@ __all__ = [
     "identity_id_for",
     "increment_monthly_aggregates",
     "is_inbound_pending",
+    "lending",
+    "lent",
     "linked_user_id",
     "load_channel_token",
     "lock_identity",
@@ -189,15 +192,38 @@ def pseudonymise(key: str | bytes, channel: str, user_ref: str) -> str:
 
 #: Key under ``Session.info``: the root transaction and the connection it runs on.
 _CONNECTION_KEY: Final = "bot.store.connection"
+#: Key under ``Session.info``: a connection lent for a block by :func:`lending`.
+_LENT_KEY: Final = "bot.store.lent"
+
+
+@contextlib.contextmanager
+def lending(session: Session, connection: Connection) -> Iterator[None]:
+    """Run this module's functions for ``session`` on ``connection`` during the block, outside its transaction.
+
+    For reads and one-statement writes that need no transaction block (see ``bot.pipeline.outside_transaction``).
+    """
+    session.info[_LENT_KEY] = connection
+    try:
+        yield
+    finally:
+        del session.info[_LENT_KEY]
+
+
+def lent(session: Session) -> bool:
+    """Whether :func:`lending` gave ``session`` a connection for now."""
+    return _LENT_KEY in session.info
 
 
 def _connection(session: Session) -> Connection:
-    """``session.connection()``, remembered for the rest of the session's transaction.
+    """``session.connection()``, remembered for the rest of the session's transaction (or the lent one).
 
     ``Session.connection()`` goes through the session's state machine on every
     call (a few tens of µs); the pipeline makes about eight calls per message,
     all on the same connection of the same transaction.
     """
+    lent_connection = session.info.get(_LENT_KEY)
+    if lent_connection is not None:
+        return lent_connection  # type: ignore[no-any-return]
     transaction = session.get_transaction()
     if transaction is not None and transaction.is_active:
         cached = session.info.get(_CONNECTION_KEY)
