@@ -32,7 +32,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from bot.store import repository as repo
-from bot.store.db import SQLITE_BEGIN_OPTION, engine_with, is_retryable, run_in_transaction
+from bot.store.db import (
+    SQLITE_BEGIN_OPTION,
+    engine_with,
+    is_retryable,
+    run_in_transaction,
+)
 from bot.store.models import ConsentMode, ConversationStatus, Provenance, utcnow
 
 if TYPE_CHECKING:
