@@ -176,6 +176,20 @@ def get_engine(expiry: dt.timedelta | None = None) -> EngineLike:
     return engine
 
 
+def warm_up(app: Flask) -> None:
+    """Load now what every conversation uses, each once per process: the compiled questionnaire, the commune
+    names, the poverty standards and the support policies (otherwise the first person to write waits for them).
+    """
+    from assessment.policies import default_catalog
+    from assessment.standards import default_standards
+    from bot.parsing.communes import resolve_commune
+
+    get_engine(PipelineConfig.from_app(app).expiry)
+    default_standards()
+    default_catalog()
+    resolve_commune("Thường Phước")  # builds the name index
+
+
 def _current_config() -> PipelineConfig:
     from flask import current_app
 

@@ -96,14 +96,23 @@ def test_healthz(client: FlaskClient) -> None:
     assert response.get_json() == {"status": "ok"}
 
 
-def test_webhook_module_exposes_the_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_webhook_module_exposes_the_app_loaded_and_settled(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # webhook.py is what `flask --app webhook run` and gunicorn load.
+    import gc
     import importlib
     import sys
 
+    from bot import pipeline
+
     monkeypatch.setenv("TUSOAT_DATABASE_URL", f"sqlite:///{tmp_path / 'w.db'}")
+    monkeypatch.setattr(pipeline, "_engines", {})
     sys.modules.pop("webhook", None)
-    webhook = importlib.import_module("webhook")
+    try:
+        webhook = importlib.import_module("webhook")
+        # Loaded before the first message (the questionnaire compiled), then kept out of the collector's passes.
+        assert pipeline._engines and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # the rest of the test run collects as usual
     assert webhook.app.name == "bot"
     assert webhook.app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'w.db'}"
 
