@@ -3,16 +3,19 @@
 Every chat message serialises the conversation state, the inbound message, the reply
 document and the response body; the standard library's encoder was several percent of a
 worker's CPU per message. orjson writes the same JSON (compact separators, Vietnamese
-kept as UTF-8, key order kept) several times faster. Where the two differ, the standard
+kept as UTF-8, key order kept) several times faster, and reads it several times faster
+(each message reads the conversation state back). Where the two differ, the standard
 library decides: a value orjson refuses (an integer wider than 64 bits, a type it does
-not know) is written by :mod:`json`, and reading is always :mod:`json`'s, so no input
-that worked before fails or changes now.
+not know) is written by :mod:`json`, and text orjson might read differently (a long run of
+digits: an integer it would round to a float) or refuses (``NaN``, a lone surrogate) is
+read by :mod:`json`, so no input that worked before fails or changes now.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Any, Final
 
 import orjson
 from flask.json.provider import DefaultJSONProvider
@@ -20,6 +23,10 @@ from flask.json.provider import DefaultJSONProvider
 __all__ = ["JSONProvider", "dumps", "loads"]
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
+
+#: 19 digits in a row: possibly an integer outside what orjson reads exactly (-2**63 .. 2**64 - 1).
+_LONG_DIGITS: Final = re.compile(r"[0-9]{19}")
+_LONG_DIGITS_BYTES: Final = re.compile(rb"[0-9]{19}")
 
 
 def dumps(value: Any) -> str:
@@ -31,12 +38,19 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON text written by :func:`dumps` (or by anything else).
+    """Parse JSON text written by :func:`dumps` (or by anything else), exactly as :func:`json.loads` would.
 
-    The standard library's parser, deliberately: orjson reads an integer wider than 64 bits
-    as an approximate float, without an error, and a stored value must come back exact.
+    orjson, unless the text has a run of 19 digits: orjson reads an integer wider than 64 bits as an
+    approximate float, without an error, and a stored value must come back exact. Whatever orjson refuses
+    goes to the standard library too (which accepts ``NaN`` and lone surrogates).
     """
-    return json.loads(text)
+    long_digits = _LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_BYTES
+    if long_digits.search(text):
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class JSONProvider(DefaultJSONProvider):

@@ -71,6 +71,31 @@ def test_upgrade_from_empty_matches_the_models(database_url: str) -> None:
         engine.dispose()
 
 
+def test_large_documents_are_compressed_with_lz4_where_postgresql_has_it(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
+            if connection.dialect.name != "postgresql":
+                pytest.skip("a PostgreSQL column setting")
+            available = connection.execute(
+                text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+            ).scalar()
+            methods = dict(
+                connection.execute(
+                    text(
+                        "SELECT attrelid::regclass::text || '.' || attname, attcompression FROM pg_attribute "
+                        "WHERE attrelid IN ('assessments'::regclass, 'conversations'::regclass) AND attnum > 0"
+                    )
+                ).all()
+            )
+        expected = "l" if "lz4" in available else ""
+        assert (methods["assessments.result"], methods["conversations.state"]) == (expected, expected)
+        assert methods["assessments.status"] == ""  # short columns keep the default
+    finally:
+        engine.dispose()
+
+
 def test_second_start_does_nothing(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
