@@ -46,8 +46,8 @@ def test_an_integer_wider_than_64_bits_is_written_and_read_back_by_the_standard_
 )
 def test_reading_gives_exactly_what_the_standard_library_gives(text: str) -> None:
     expected = json.loads(text)
-    for given in (text, text.encode()):
-        got = loads(given)
+    for raw in (text, text.encode()):
+        got = loads(raw)
         assert repr(got) == repr(expected)  # repr: NaN != NaN, and -0.0 == 0.0
 
 
