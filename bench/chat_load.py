@@ -3,10 +3,12 @@
 Usage::
 
     python bench/chat_load.py [--households 16] [--rounds 10] [--db sqlite|postgresql|both]
-                              [--think-ms 0]
+                              [--think-ms 0] [--turns 2]
 
-For each database, two servers run in turn under gunicorn (2 sync workers, on
-127.0.0.1 only, on a fresh database):
+For each database, two servers run under gunicorn (2 sync workers, on 127.0.0.1
+only, each on a fresh database) and take the load in turns, floor then app,
+``--turns`` times each (the rounds split between the turns), so that a shared
+machine getting slower or faster during the run weighs on both alike:
 
 * the app (``webhook:app``): N threads, each a household, complete whole
   assessments through ``POST /api/v1/chat`` (buttons and typed answers, the
@@ -17,8 +19,9 @@ For each database, two servers run in turn under gunicorn (2 sync workers, on
   machine, so ``ratio`` = app msg/s ÷ floor msg/s says what the bot itself adds.
 
 Printed per server: messages, msg/s, p50/p99/max latency, non-2xx count, ratio
-to floor, server CPU per message (steadier than msg/s when the machine is
-shared), peak RSS per worker; then each goal with PASS or MISS:
+to floor, CPU per message of the workers and of the PostgreSQL server (both
+steadier than msg/s when the machine is shared), peak RSS per worker; then each
+goal with PASS or MISS:
 ≥ 0.6 × floor, p99 ≤ 50 ms, 0 errors, ≤ 150 MB per worker.
 
 By default every household sends its next message as soon as the reply comes
@@ -446,8 +449,25 @@ HEADER: Final = (
 )
 
 
+def measure(server: Server, stats: Stats, load: Callable[[int, float], None], args: argparse.Namespace) -> None:
+    """Drive one phase of ``load`` (one thread per household) at ``server``; add its time and CPU to ``stats``."""
+    cpu_before, db_before = server.workers_cpu(), database_cpu()
+    stats.elapsed += drive(args.households, load, args.max_seconds)
+    stats.server_cpu += server.workers_cpu() - cpu_before
+    stats.database_cpu += database_cpu() - db_before
+
+
+def shares(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` whole shares as equal as can be (the first ones larger)."""
+    return [total // parts + (1 if k < total % parts else 0) for k in range(parts)]
+
+
 def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str, bool, str]]:
-    """Run floor then app on one database kind; print the table; return the goal checks."""
+    """Run floor and app in turns on one database kind; print the table; return the goal checks.
+
+    Both servers stay up for the whole run and take the load in turns (floor, app, floor, app, ...), so a
+    shared machine that slows down or speeds up during the run weighs on both alike.
+    """
     from bot.store.testing import temporary_database
 
     # "" makes temporary_database use a SQLite file in workdir.
@@ -455,52 +475,40 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> list[tup
     log = workdir / f"gunicorn-{kind}.log"
     messages_per_household = len(SCRIPT) * args.rounds
     think = args.think_ms / 1000
+    env = {"SECRET_KEY": "bench-only", "TUSOAT_ENVIRONMENT": '"development"'}
+    floor_stats, app_stats = Stats(), Stats()
     with (
         temporary_database(workdir, base_url) as app_url,
         temporary_database(workdir, base_url) as floor_url,
+        gunicorn("bench.chat_load:create_floor_app()", {"FLOOR_DATABASE_URL": floor_url}, log) as floor_server,
+        gunicorn("webhook:app", {**env, "DATABASE_URL": app_url}, log) as app_server,
     ):
-        floor_stats = Stats()
-        with gunicorn(
-            "bench.chat_load:create_floor_app()", {"FLOOR_DATABASE_URL": floor_url}, log
-        ) as server:
-            warm_up(server.base, "/floor", lambda i: {"user": f"warm-{i}"})
-            cpu_before, db_before = server.workers_cpu(), database_cpu()
-            floor_stats.elapsed = drive(
-                args.households,
-                lambda i, deadline: floor_client(
-                    server.base, messages_per_household, floor_stats, i, deadline, think
-                ),
-                args.max_seconds,
+        warm_up(floor_server.base, "/floor", lambda i: {"user": f"warm-{i}"})
+        # Whole assessments, so every worker has loaded the parsers and the legal core.
+        drive(4, lambda i, deadline: household(app_server.base, 1, Stats(), 100 + i, deadline), 60)
+        turns = min(args.turns, args.rounds)
+        for rounds in shares(args.rounds, turns):
+            messages = len(SCRIPT) * rounds
+            measure(
+                floor_server,
+                floor_stats,
+                lambda i, deadline, n=messages: floor_client(floor_server.base, n, floor_stats, i, deadline, think),
+                args,
             )
-            floor_stats.server_cpu = server.workers_cpu() - cpu_before
-            floor_stats.database_cpu = database_cpu() - db_before
-            floor = Row(f"floor ({kind})", floor_stats, dict(server.peak_rss))
-
-        app_stats = Stats()
-        env = {
-            "DATABASE_URL": app_url,
-            "SECRET_KEY": "bench-only",
-            "TUSOAT_ENVIRONMENT": '"development"',
-        }
-        with gunicorn("webhook:app", env, log) as server:
-            # Whole assessments, so every worker has loaded the parsers and the legal core.
-            drive(4, lambda i, deadline: household(server.base, 1, Stats(), 100 + i, deadline), 60)
-            cpu_before, db_before = server.workers_cpu(), database_cpu()
-            app_stats.elapsed = drive(
-                args.households,
-                lambda i, deadline: household(
-                    server.base, args.rounds, app_stats, i, deadline, think
-                ),
-                args.max_seconds,
+            measure(
+                app_server,
+                app_stats,
+                lambda i, deadline, n=rounds: household(app_server.base, n, app_stats, i, deadline, think),
+                args,
             )
-            app_stats.server_cpu = server.workers_cpu() - cpu_before
-            app_stats.database_cpu = database_cpu() - db_before
-            app = Row(f"chat app ({kind})", app_stats, dict(server.peak_rss))
+        floor = Row(f"floor ({kind})", floor_stats, dict(floor_server.peak_rss))
+        app = Row(f"chat app ({kind})", app_stats, dict(app_server.peak_rss))
 
     pacing = f"{args.think_ms:.0f} ms think time" if think else "no think time (closed loop)"
     print(
         f"\n== {kind}: {args.households} concurrent households × {args.rounds} assessments "
-        f"({messages_per_household} messages each), {pacing}, gunicorn 2 sync workers"
+        f"({messages_per_household} messages each), {pacing}, gunicorn 2 sync workers, "
+        f"in {turns} turns each"
     )
     print(HEADER)
     print(floor.line(None))
@@ -536,6 +544,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 10 × 16 messages per household: long enough that the start (16 new people at once) is not the whole p99.
     parser.add_argument("--rounds", type=int, default=10, help="assessments per household (10)")
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="sqlite")
+    parser.add_argument(
+        "--turns", type=int, default=2, help="phases of each server, taken in turns (2: floor, app, floor, app)"
+    )
     parser.add_argument("--max-seconds", type=float, default=180.0, help="bound per phase (180)")
     parser.add_argument(
         "--think-ms",
@@ -544,8 +555,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="mean pause between a reply and the next message (0: closed loop, the worst case)",
     )
     args = parser.parse_args(argv)
-    if not (1 <= args.households <= 64 and 1 <= args.rounds <= 50 and 0 <= args.think_ms <= 10_000):
-        parser.error("--households must be 1..64, --rounds 1..50 and --think-ms 0..10000")
+    if not (
+        1 <= args.households <= 64 and 1 <= args.rounds <= 50 and 0 <= args.think_ms <= 10_000 and 1 <= args.turns <= 10
+    ):
+        parser.error("--households must be 1..64, --rounds 1..50, --think-ms 0..10000 and --turns 1..10")
 
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     checks: list[tuple[str, bool, str]] = []

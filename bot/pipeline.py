@@ -299,7 +299,9 @@ def handle_inbound(
     user_ref = _clean(user_ref)
     message_id = _clean(message_id) if message_id is not None else None
 
-    user_hash = repo.pseudonymise(config.pseudonym_key, channel, user_ref)
+    user_hash = (ahead.user_hash if ahead is not None else None) or repo.pseudonymise(
+        config.pseudonym_key, channel, user_ref
+    )
     identity = repo.lock_identity(
         session,
         channel,
@@ -821,7 +823,7 @@ def _store_in_one_statement(
             session,
             identity_id=ahead.identity_id,
             conversation=ahead.conversation,
-            user_hash=repo.pseudonymise(config.pseudonym_key, channel, user_ref),
+            user_hash=ahead.user_hash or repo.pseudonymise(config.pseudonym_key, channel, user_ref),
             state=dict(state),
             status=ConversationStatus.DONE if result.done else ConversationStatus.ACTIVE,
             questionnaire_version=version,
@@ -860,6 +862,8 @@ class StepAhead:
     conversation: repo.ConversationRow | None
     result: Any
     consent_mode: ConsentMode | None = None
+    #: The person's keyed hash (:func:`repo.pseudonymise`), computed once per message.
+    user_hash: str | None = None
 
 
 def step_ahead(
@@ -898,7 +902,7 @@ def step_ahead(
     except Exception:  # noqa: BLE001 - computed again under the lock, where it fails visibly
         _log.debug("step ahead failed; computing it under the lock", exc_info=True)
         return None
-    return StepAhead(found.identity_id, conversation, result, found.consent_mode)
+    return StepAhead(found.identity_id, conversation, result, found.consent_mode, user_hash)
 
 
 @contextlib.contextmanager

@@ -197,6 +197,10 @@ def test_sixth_login_attempt_in_a_minute_is_429(app: Flask) -> None:
     assert statuses == [401, 401, 401, 401, 401, 429]
     blocked = client.post("/login", data={"username": "lan", "password": PASSWORD, "csrf_token": token})
     assert blocked.status_code == 429 and "quá nhiều lần" in blocked.get_data(as_text=True)
+    assert blocked.headers["X-RateLimit-Remaining"] == "0" and "Retry-After" in blocked.headers
+    # Nothing else is throttled, or told about limits.
+    chat = client.post("/api/v1/chat", json={"user": "u1", "event": "follow"})
+    assert chat.status_code == 200 and "X-RateLimit-Limit" not in chat.headers
     # Per address and username: another account from the same address is not locked out.
     add_user(app, "binh", "official", scopes=[(COMMUNE_A, None)])
     assert login(client, "binh").status_code == 302

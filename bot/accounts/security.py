@@ -350,23 +350,41 @@ class _SessionInterface(SecureCookieSessionInterface):
 THROTTLED_ENDPOINTS: Final = frozenset({"accounts.login"})
 
 
-def _check_limits_only_on_throttled_views(app: Flask) -> None:
-    """Run the limiter's per-request check on :data:`THROTTLED_ENDPOINTS` only.
+def _limiter_only_on_throttled_views(app: Flask) -> None:
+    """Run the limiter's per-request hooks on :data:`THROTTLED_ENDPOINTS` only.
 
     Only the login form is throttled (there are no default limits), but the limiter's
-    ``before_request`` check resolves the limits of every request, chat messages included,
-    which was a few percent of a worker's CPU per message for nothing.
+    ``before_request`` check resolves the limits of every request, chat messages included, and
+    its ``after_request`` (rate-limit headers) and ``teardown_request`` hooks set up and reset
+    its per-request context each time: a few percent of a worker's CPU per message for nothing.
+    Each hook is replaced by one that calls it for a throttled view only.
     """
-    hooks = app.before_request_funcs.setdefault(None, [])
-    check = limiter._check_request_limit  # the hook Limiter.init_app registered
-    if check not in hooks:
-        return
+    # The hooks Limiter.init_app registered: a bound method, a functools.partial over the limiter, a bound method.
+    inject_headers = [f for f in app.after_request_funcs.get(None, []) if getattr(f, "args", None) == (limiter,)]
+    hooks = (
+        (app.before_request_funcs, limiter._check_request_limit),
+        (app.after_request_funcs, inject_headers[0] if inject_headers else None),
+        (app.teardown_request_funcs, getattr(limiter, "_Limiter__release_context", None)),
+    )
+    for registry, hook in hooks:
+        funcs = registry.setdefault(None, [])
+        if hook is None or hook not in funcs:
+            continue
+        funcs[funcs.index(hook)] = _on_throttled_views(hook)
 
-    def check_throttled() -> None:
+
+def _on_throttled_views(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """``hook``, called only when the request is for a view in :data:`THROTTLED_ENDPOINTS`.
+
+    Otherwise it returns its first argument (the response, for an ``after_request`` hook).
+    """
+
+    def on_throttled(*args: Any) -> Any:
         if request.endpoint in THROTTLED_ENDPOINTS:
-            check()
+            return hook(*args)
+        return args[0] if args else None
 
-    hooks[hooks.index(check)] = check_throttled
+    return on_throttled
 
 
 def _csrf_check() -> None:
@@ -406,7 +424,7 @@ def init_app(app: Flask) -> None:
     # last app's setting.
     app.config.setdefault("RATELIMIT_ENABLED", True)
     limiter.init_app(app)
-    _check_limits_only_on_throttled_views(app)
+    _limiter_only_on_throttled_views(app)
 
     app.after_request(_commit_pending_audit)
 
