@@ -449,12 +449,15 @@ HEADER: Final = (
 )
 
 
-def measure(server: Server, stats: Stats, load: Callable[[int, float], None], args: argparse.Namespace) -> None:
+def measure(
+    server: Server, stats: Stats, load: Callable[[int, float], None], args: argparse.Namespace, *, postgresql: bool
+) -> None:
     """Drive one phase of ``load`` (one thread per household) at ``server``; add its time and CPU to ``stats``."""
-    cpu_before, db_before = server.workers_cpu(), database_cpu()
+    cpu_before, db_before = server.workers_cpu(), database_cpu() if postgresql else 0.0
     stats.elapsed += drive(args.households, load, args.max_seconds)
     stats.server_cpu += server.workers_cpu() - cpu_before
-    stats.database_cpu += database_cpu() - db_before
+    if postgresql:
+        stats.database_cpu += database_cpu() - db_before
 
 
 def shares(total: int, parts: int) -> list[int]:
@@ -494,12 +497,14 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> list[tup
                 floor_stats,
                 lambda i, deadline, n=messages: floor_client(floor_server.base, n, floor_stats, i, deadline, think),
                 args,
+                postgresql=kind == "postgresql",
             )
             measure(
                 app_server,
                 app_stats,
                 lambda i, deadline, n=rounds: household(app_server.base, n, app_stats, i, deadline, think),
                 args,
+                postgresql=kind == "postgresql",
             )
         floor = Row(f"floor ({kind})", floor_stats, dict(floor_server.peak_rss))
         app = Row(f"chat app ({kind})", app_stats, dict(app_server.peak_rss))

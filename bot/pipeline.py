@@ -701,11 +701,11 @@ def process_inbound(
       if the person's conversation moved on meanwhile. The lock is database-wide,
       so a step computed under it (the final one assesses the household and
       writes the whole result) would hold up every other person's message.
-    * PostgreSQL: a step that only records answers or a consent (most messages), or the last
-      answer with the household's assessment, is stored by one statement outside any transaction
-      block (:func:`_store_in_one_statement`): one round trip instead of eight (fourteen for the
-      assessment), which is most of a message's cost there. Any other step, or one whose
-      conversation moved on, takes the usual path.
+    * PostgreSQL: a step that only records answers or a consent (most messages), a new person's
+      first message, or the last answer with the household's assessment, is stored by one
+      statement outside any transaction block (:func:`_store_in_one_statement`): one round trip
+      instead of eight to fourteen, which is most of a message's cost there. Any other step, or
+      one whose conversation moved on, takes the usual path.
     """
     if precompute is None:
         # Not when the caller's session is already in a transaction: the snapshot would end it.
