@@ -491,21 +491,22 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> list[tup
         drive(4, lambda i, deadline: household(app_server.base, 1, Stats(), 100 + i, deadline), 60)
         turns = min(args.turns, args.rounds)
         for rounds in shares(args.rounds, turns):
-            messages = len(SCRIPT) * rounds
-            measure(
-                floor_server,
-                floor_stats,
-                lambda i, deadline, n=messages: floor_client(floor_server.base, n, floor_stats, i, deadline, think),
-                args,
-                postgresql=kind == "postgresql",
-            )
-            measure(
-                app_server,
-                app_stats,
-                lambda i, deadline, n=rounds: household(app_server.base, n, app_stats, i, deadline, think),
-                args,
-                postgresql=kind == "postgresql",
-            )
+            phases: list[tuple[Server, Stats, Callable[[int, float], None]]] = [
+                (
+                    floor_server,
+                    floor_stats,
+                    lambda i, deadline, n=len(SCRIPT) * rounds: floor_client(
+                        floor_server.base, n, floor_stats, i, deadline, think
+                    ),
+                ),
+                (
+                    app_server,
+                    app_stats,
+                    lambda i, deadline, n=rounds: household(app_server.base, n, app_stats, i, deadline, think),
+                ),
+            ]
+            for server, stats, load in phases:
+                measure(server, stats, load, args, postgresql=kind == "postgresql")
         floor = Row(f"floor ({kind})", floor_stats, dict(floor_server.peak_rss))
         app = Row(f"chat app ({kind})", app_stats, dict(app_server.peak_rss))
 
