@@ -491,13 +491,12 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path) -> list[tup
         drive(4, lambda i, deadline: household(app_server.base, 1, Stats(), 100 + i, deadline), 60)
         turns = min(args.turns, args.rounds)
         for rounds in shares(args.rounds, turns):
+            messages = len(SCRIPT) * rounds
             phases: list[tuple[Server, Stats, Callable[[int, float], None]]] = [
                 (
                     floor_server,
                     floor_stats,
-                    lambda i, deadline, n=len(SCRIPT) * rounds: floor_client(
-                        floor_server.base, n, floor_stats, i, deadline, think
-                    ),
+                    lambda i, deadline, n=messages: floor_client(floor_server.base, n, floor_stats, i, deadline, think),
                 ),
                 (
                     app_server,
