@@ -44,8 +44,7 @@ def loads(text: str | bytes) -> Any:
     approximate float, without an error, and a stored value must come back exact. Whatever orjson refuses
     goes to the standard library too (which accepts ``NaN`` and lone surrogates).
     """
-    long_digits = _LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_BYTES
-    if long_digits.search(text):
+    if _LONG_DIGITS.search(text) if isinstance(text, str) else _LONG_DIGITS_BYTES.search(text):
         return json.loads(text)
     try:
         return orjson.loads(text)

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypedDict
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -630,7 +631,16 @@ def _answer_record(event: Mapping[str, Any]) -> repo.AnswerRecord:
     )
 
 
-def _personal_details(event: Mapping[str, Any], shared: bool) -> dict[str, str | None]:
+class _Personal(TypedDict):
+    """The personal columns of a decision record (share or collaborator mode only)."""
+
+    hamlet: str | None
+    household_head: str | None
+    phone: str | None
+    household_code: str | None
+
+
+def _personal_details(event: Mapping[str, Any], shared: bool) -> _Personal:
     """The personal columns of an ``assessment`` event's record: kept only when shared (contract §5 ``household``)."""
     details = event.get("household")
     household: Mapping[str, Any] = details if isinstance(details, Mapping) else {}
@@ -756,7 +766,7 @@ def _one_statement(session: Session, ahead: StepAhead) -> bool:
         session.get_bind().dialect.name == "postgresql"
         # A known person's conversation, or a new person's first message (no identity yet, so no conversation).
         and (ahead.identity_id is None) == (ahead.conversation is None)
-        and bool(state)
+        and state  # a step with no state to save is not one of these
         and not state.get("collab")  # collaborator mode: _follow_up checks the account link in a transaction
     ):
         return False
@@ -912,7 +922,8 @@ def outside_transaction(session: Session) -> Iterator[None]:
     No transaction block: each statement is its own snapshot and, if it writes, commits on its own (SQLite: no
     ``BEGIN``; PostgreSQL: autocommit, so a read costs one round trip).
     """
-    engine = session.get_bind()
+    bind = session.get_bind()
+    engine = bind.engine if isinstance(bind, Connection) else bind
     options = {SQLITE_BEGIN_OPTION: "NONE"} if engine.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
     # A connection of the session's pool lent to the repository for the block, not the session's own: switching
     # the session's connection to autocommit and back costs more than the read it is for.

@@ -31,7 +31,7 @@ from flask import (
     request,
     url_for,
 )
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, UserMixin, current_user
@@ -340,9 +340,9 @@ class _SessionInterface(SecureCookieSessionInterface):
     message the cookie's decoding and signing checks.
     """
 
-    def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+    def open_session(self, app: Flask, request: Any) -> SecureCookieSession | None:
         if request.path.startswith(CSRF_EXEMPT_PREFIXES):
-            return self.make_null_session(app)
+            return self.make_null_session(app)  # a NullSession, which is a SecureCookieSession
         return super().open_session(app, request)
 
 
@@ -367,7 +367,7 @@ def _limiter_only_on_throttled_views(app: Flask) -> None:
         (app.teardown_request_funcs, getattr(limiter, "_Limiter__release_context", None)),
     )
     for registry, hook in hooks:
-        funcs = registry.setdefault(None, [])
+        funcs: list[Any] = registry.setdefault(None, [])
         if hook is None or hook not in funcs:
             continue
         funcs[funcs.index(hook)] = _on_throttled_views(hook)
