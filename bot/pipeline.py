@@ -300,9 +300,7 @@ def handle_inbound(
     user_ref = _clean(user_ref)
     message_id = _clean(message_id) if message_id is not None else None
 
-    user_hash = (ahead.user_hash if ahead is not None else None) or repo.pseudonymise(
-        config.pseudonym_key, channel, user_ref
-    )
+    user_hash = ahead.user_hash if ahead is not None else repo.pseudonymise(config.pseudonym_key, channel, user_ref)
     identity = repo.lock_identity(
         session,
         channel,
@@ -833,7 +831,7 @@ def _store_in_one_statement(
             session,
             identity_id=ahead.identity_id,
             conversation=ahead.conversation,
-            user_hash=ahead.user_hash or repo.pseudonymise(config.pseudonym_key, channel, user_ref),
+            user_hash=ahead.user_hash,
             state=dict(state),
             status=ConversationStatus.DONE if result.done else ConversationStatus.ACTIVE,
             questionnaire_version=version,
@@ -871,9 +869,9 @@ class StepAhead:
     identity_id: int | None
     conversation: repo.ConversationRow | None
     result: Any
-    consent_mode: ConsentMode | None = None
+    consent_mode: ConsentMode | None
     #: The person's keyed hash (:func:`repo.pseudonymise`), computed once per message.
-    user_hash: str | None = None
+    user_hash: str
 
 
 def step_ahead(

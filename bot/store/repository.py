@@ -1332,7 +1332,6 @@ def _final_step_params(record: AssessmentRecord, consent_in_force: ConsentMode |
         for counter in rows:
             params.update({f"c_{key}": value for key, value in counter.items() if key != "indicator"})
     params["c_indicators"] = jsoncodec.dumps([counter["indicator"] for counter in record.counters["deprivation"]])
-    params.setdefault("c_by", 1)
     return params
 
 
